@@ -1,0 +1,3 @@
+"""ctrobust: is a deep-learning CT reconstructor trustworthy?"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Clinical DICOM in and out for ctrobust."""

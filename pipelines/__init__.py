@@ -1,0 +1,1 @@
+"""Pipeline runner: stages, caching and resume."""
