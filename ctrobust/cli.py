@@ -1,0 +1,153 @@
+"""The ``ctrobust`` command line: run pipelines, write demo data, inspect folders, rebuild reports.
+
+User errors end with one clear line on stderr and a non-zero exit code; a
+traceback is shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ctrobust.config import ConfigError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _setup_logging(run_dir: Path | None, quiet: bool, debug: bool) -> logging.Logger:
+    log = logging.getLogger("ctrobust")
+    log.handlers.clear()
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(console)
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        file = logging.FileHandler(run_dir / "log.txt")
+        file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(file)
+    return log
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ctrobust.config import load_config
+    from pipelines.run import run_pipeline
+
+    cfg = load_config(Path(args.config), args.set)
+    run_dir = Path(args.out) if args.out else Path("runs") / cfg.name
+    log = _setup_logging(run_dir, args.quiet, getattr(args, "debug", False))
+    metrics = run_pipeline(cfg, run_dir, log=log, show_progress=not args.quiet)
+    log.info("run folder: %s", run_dir)
+    if not args.quiet:
+        from pipelines.summary import format_summary
+
+        print(format_summary(metrics))
+    return 0
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from ctrobust.demo_data import write_demo_folder
+
+    dest = Path(args.dir)
+    if dest.exists() and any(dest.iterdir()):
+        raise ConfigError(f"demo-data: '{dest}' exists and is not empty; choose a new folder")
+    write_demo_folder(dest)
+    print(f"wrote the synthetic demo folder to {dest}")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from dicom_io import format_ingest_report, ingest_report_to_dict, scan_folder
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise ConfigError(f"ingest: '{folder}' is not a folder")
+    report = scan_folder(folder)
+    print(
+        json.dumps(ingest_report_to_dict(report), indent=2)
+        if args.json
+        else format_ingest_report(report)
+    )
+    if not report.series:
+        print(f"ingest: no usable axial CT series in '{folder}'", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ctrobust",
+        description="Tell whether a deep-learning CT reconstructor can be trusted, and make it more robust.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="run a pipeline config (re-running resumes and recomputes nothing that is done)",
+        description="Run the stages of a YAML config. Re-running the same command skips finished "
+        "stages; a changed config recomputes only the stages it affects.",
+    )
+    run.add_argument("config", help="YAML config, e.g. configs/demo.yaml")
+    run.add_argument("--out", help="run folder (default: runs/<config name>)")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override a config value, e.g. --set data.folder=/path/to/dicom (repeatable)",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    run.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks and debug logs",
+    )
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser(
+        "demo-data",
+        help="write the embedded synthetic clinical folder (DICOM) to DIR",
+        description="Write the project's own synthetic patients as DICOM CT series.",
+    )
+    demo.add_argument("dir", help="destination folder (must be new or empty)")
+    demo.set_defaults(func=cmd_demo_data)
+
+    ingest = sub.add_parser(
+        "ingest",
+        help="list the CT series found in FOLDER and every skipped file with its reason",
+        description="Scan a clinical folder recursively: usable axial CT series and skipped files.",
+    )
+    ingest.add_argument("folder", help="folder of DICOM files (searched recursively)")
+    ingest.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    ingest.set_defaults(func=cmd_ingest)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ctrobust`` console script."""
+    args = _parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    handler: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print("ctrobust: interrupted; re-run the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ConfigError, FileNotFoundError, NotADirectoryError, ValueError, RuntimeError) as error:
+        if debug:
+            raise
+        print(f"ctrobust: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

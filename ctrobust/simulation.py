@@ -1,0 +1,171 @@
+"""From HU slices to the training/test tensors of the CT experiment (Raj et al. 4.4).
+
+Each selected slice is resampled to an n x n grid covering the slice's field of
+view, turned into relative attenuation x = mu/mu_water, and projected:
+- ground truth  x_gt = R_gt(A_gt x)  with the FBP of ``gt_views`` noise-free views,
+- measurement   y = A x (+ Poisson noise with I0 photons per detector pixel),
+- network input R y, the FBP of the measured views.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ctrobust.physics import ParallelBeam2D
+from ctrobust.physics.units import add_poisson_noise, hu_to_relative
+
+
+@dataclass(frozen=True)
+class SliceSource:
+    """One axial HU slice and where it came from."""
+
+    hu: np.ndarray
+    pixel_spacing_mm: tuple[float, float]
+    series_key: str
+    patient_key: str
+    slice_index: int
+
+
+@dataclass
+class SimulatedSlices:
+    """Stacked tensors for a set of slices; ``meta`` rows align with the batch axis."""
+
+    x_true: torch.Tensor
+    x_gt: torch.Tensor
+    y: torch.Tensor
+    fbp: torch.Tensor
+    pixel_mm: torch.Tensor
+    meta: list[dict[str, object]] = field(default_factory=list)
+
+    def subset(self, index: Sequence[int]) -> SimulatedSlices:
+        """The slices at ``index``, in that order."""
+        idx = torch.as_tensor(list(index), dtype=torch.long)
+        return SimulatedSlices(
+            x_true=self.x_true[idx],
+            x_gt=self.x_gt[idx],
+            y=self.y[idx],
+            fbp=self.fbp[idx],
+            pixel_mm=self.pixel_mm[idx],
+            meta=[self.meta[i] for i in idx.tolist()],
+        )
+
+    def __len__(self) -> int:
+        return self.x_true.shape[0]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "x_true": self.x_true,
+            "x_gt": self.x_gt,
+            "y": self.y,
+            "fbp": self.fbp,
+            "pixel_mm": self.pixel_mm,
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict[str, object]) -> SimulatedSlices:
+        return cls(**state)  # type: ignore[arg-type]
+
+
+def resample_slice(
+    hu: np.ndarray, spacing_mm: tuple[float, float], n: int
+) -> tuple[np.ndarray, float]:
+    """Resample a (rows, cols) HU slice onto n x n square pixels over its field of view.
+
+    The shorter side is padded with air so nothing is cut; HU below -1000 (air
+    outside the scan field, padding values) is clipped to -1000. Returns the
+    image and its pixel size in mm.
+    """
+    rows, cols = hu.shape
+    dy, dx = spacing_mm
+    fov = max(rows * dy, cols * dx)
+    target_rows = max(1, round(rows * dy / fov * n))
+    target_cols = max(1, round(cols * dx / fov * n))
+    image = torch.from_numpy(np.clip(hu, -1000.0, None).astype(np.float32))[None, None]
+    image = F.interpolate(image, size=(target_rows, target_cols), mode="bilinear", antialias=True)
+    out = torch.full((n, n), -1000.0)
+    top, left = (n - target_rows) // 2, (n - target_cols) // 2
+    out[top : top + target_rows, left : left + target_cols] = image[0, 0]
+    return out.numpy(), fov / n
+
+
+def simulate(
+    sources: Sequence[SliceSource],
+    n: int,
+    views: int,
+    gt_views: int,
+    *,
+    n_det: int | None = None,
+    i0: float | None = None,
+    mu_water_per_mm: float = 0.0192,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    chunk: int = 16,
+    progress: Callable[[int], None] | None = None,
+) -> SimulatedSlices:
+    """Simulate ground truth, measured sinogram and FBP input for every slice."""
+    op = ParallelBeam2D(n, views, n_det=n_det, device=device)
+    op_gt = ParallelBeam2D(n, gt_views, n_det=op.n_det, device=device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("x_true", "x_gt", "y", "fbp", "px")}
+    for start in range(0, len(sources), chunk):
+        batch = sources[start : start + chunk]
+        resampled = [resample_slice(s.hu, s.pixel_spacing_mm, n) for s in batch]
+        x = torch.from_numpy(np.stack([hu_to_relative(img) for img, _ in resampled]))[:, None]
+        x = x.to(device=device, dtype=torch.float32)
+        pixel_mm = torch.tensor([px for _, px in resampled], dtype=torch.float32, device=device)
+        with torch.no_grad():
+            y = op.A(x)
+            if i0 is not None:
+                y = add_poisson_noise(y, i0, pixel_mm, mu_water_per_mm, generator=generator)
+            parts["x_true"].append(x.cpu())
+            parts["x_gt"].append(op_gt.fbp(op_gt.A(x)).cpu())
+            parts["y"].append(y.cpu())
+            parts["fbp"].append(op.fbp(y).cpu())
+            parts["px"].append(pixel_mm.cpu())
+        if progress is not None:
+            progress(len(batch))
+    meta = [
+        {"series": s.series_key, "patient": s.patient_key, "slice": s.slice_index} for s in sources
+    ]
+    return SimulatedSlices(
+        x_true=torch.cat(parts["x_true"]),
+        x_gt=torch.cat(parts["x_gt"]),
+        y=torch.cat(parts["y"]),
+        fbp=torch.cat(parts["fbp"]),
+        pixel_mm=torch.cat(parts["px"]),
+        meta=meta,
+    )
+
+
+def split_indices(
+    meta: Sequence[dict[str, object]], test_fraction: float, val_fraction: float
+) -> dict[str, list[int]]:
+    """Train/val/test split by patient when there are several, else by slice blocks.
+
+    With >= 2 patients the last patients (sorted by key) are held out, so a test
+    slice never shares a patient with a training slice. With one patient the
+    split is by contiguous blocks along z (test last): honest about being the
+    same patient, and recorded as such in the run's metrics.
+    """
+    patients = sorted({str(m["patient"]) for m in meta})
+    if len(patients) >= 2:
+        n_test = min(len(patients) - 1, max(1, round(test_fraction * len(patients))))
+        test_patients = set(patients[-n_test:])
+        rest = [i for i, m in enumerate(meta) if str(m["patient"]) not in test_patients]
+        test = [i for i, m in enumerate(meta) if str(m["patient"]) in test_patients]
+    else:
+        n_test = max(1, math.ceil(test_fraction * len(meta)))
+        rest, test = list(range(len(meta) - n_test)), list(range(len(meta) - n_test, len(meta)))
+    n_val = round(val_fraction * len(rest))
+    val = rest[len(rest) - n_val :] if n_val else []
+    train = rest[: len(rest) - n_val]
+    if not train:
+        raise ValueError("the split leaves no training slices: lower data.test_fraction")
+    return {"train": train, "val": val, "test": test}

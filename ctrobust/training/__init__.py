@@ -1,0 +1,1 @@
+"""Training engines: plain supervised, weight decay, Parseval, adversarial G/f."""

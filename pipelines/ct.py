@@ -1,0 +1,23 @@
+"""The CT robustness pipeline: which stages, in which order, reading which config keys."""
+
+from __future__ import annotations
+
+from pipelines.runner import Stage
+from pipelines.stages import evaluate, ingest, simulate, train
+
+DATA_KEYS = ("data.folder", "data.max_series", "data.slices_per_series")
+
+
+def ct_stages() -> list[Stage]:
+    """Stages of ``ctrobust run`` for a CT config, in execution order."""
+    return [
+        Stage("ingest", ingest.run, config_keys=DATA_KEYS),
+        Stage(
+            "simulate",
+            simulate.run,
+            config_keys=("data.n", "data.test_fraction", "data.val_fraction", "physics", "seed"),
+            depends_on=("ingest",),
+        ),
+        Stage("train", train.run, config_keys=("model", "train", "seed"), depends_on=("simulate",)),
+        Stage("evaluate", evaluate.run, config_keys=(), depends_on=("train",)),
+    ]

@@ -1,0 +1,192 @@
+"""Run the stages of a config in order, caching each under the run folder.
+
+A stage's output lives in ``RUN_DIR/cache/<stage>/`` next to ``done.json`` that
+records the fingerprint of its inputs: the config sections it reads plus the
+fingerprints of the stages it depends on. A re-run skips every stage whose
+fingerprint matches, so a changed config recomputes only what it affects. A
+stage is written into ``<stage>.partial/`` and renamed when complete, so a crash
+or a kill loses at most the stage in progress (training keeps its own ignite
+checkpoints and resumes from them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import ctrobust
+from ctrobust.config import RunConfig
+from pipelines.io import atomic_write_json
+
+StageFn = Callable[["RunContext", Path], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A step of the pipeline: what it reads, what it depends on, how it runs."""
+
+    name: str
+    run: StageFn
+    config_keys: tuple[str, ...]
+    depends_on: tuple[str, ...] = ()
+    enabled: Callable[[RunConfig], bool] = lambda cfg: True
+
+
+@dataclass
+class RunContext:
+    """What a stage may use: config, run folder, device, logging, and earlier stages."""
+
+    cfg: RunConfig
+    run_dir: Path
+    device: torch.device
+    log: logging.Logger
+    show_progress: bool = True
+    metrics: dict[str, Any] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+
+    def stage_dir(self, name: str) -> Path:
+        """The completed output folder of an earlier stage."""
+        return self.run_dir / "cache" / name
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present; asking for CUDA where there is none is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"device: '{name}' requested but CUDA is not available (use cpu or auto)"
+        )
+    return device
+
+
+def _config_section(cfg: RunConfig, dotted: str) -> Any:
+    node: Any = cfg.model_dump(mode="json")
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def fingerprint(stage: Stage, cfg: RunConfig, upstream: dict[str, str]) -> str:
+    """Hash of the config sections a stage reads, its dependencies' hashes and the code version."""
+    payload = {
+        "stage": stage.name,
+        "version": ctrobust.__version__,
+        "config": {key: _config_section(cfg, key) for key in stage.config_keys},
+        "upstream": {dep: upstream[dep] for dep in stage.depends_on if dep in upstream},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def versions() -> dict[str, str]:
+    """Versions of what the numbers depend on, for run.json."""
+    import astra
+    import ignite
+    import monai
+    import pydicom
+
+    return {
+        "ctrobust": ctrobust.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "astra": astra.__version__,
+        "monai": monai.__version__,
+        "ignite": ignite.__version__,
+        "pydicom": pydicom.__version__,
+        "platform": platform.platform(),
+    }
+
+
+class Runner:
+    """Executes stages with caching, timing and a run.json that explains what happened."""
+
+    def __init__(self, stages: list[Stage], ctx: RunContext) -> None:
+        self.stages = stages
+        self.ctx = ctx
+        self.run_json = ctx.run_dir / "run.json"
+        self.record: dict[str, Any] = {
+            "config": ctx.cfg.model_dump(mode="json"),
+            "versions": versions(),
+            "seed": ctx.cfg.seed,
+            "device": str(ctx.device),
+            "stages": {},
+        }
+
+    def _save(self) -> None:
+        atomic_write_json(self.run_json, self.record)
+
+    def _merge_metrics(self) -> None:
+        metrics: dict[str, Any] = {}
+        for stage in self.stages:
+            path = self.ctx.stage_dir(stage.name) / "metrics.json"
+            if stage.enabled(self.ctx.cfg) and path.exists():
+                metrics.update(json.loads(path.read_text()))
+        self.ctx.metrics = metrics
+        atomic_write_json(self.ctx.run_dir / "metrics.json", metrics)
+
+    def run(self) -> dict[str, Any]:
+        """Run every enabled stage not already done with the same fingerprint."""
+        upstream: dict[str, str] = {}
+        (self.ctx.run_dir / "cache").mkdir(parents=True, exist_ok=True)
+        for stage in self.stages:
+            entry = self.record["stages"].setdefault(stage.name, {})
+            if not stage.enabled(self.ctx.cfg):
+                entry.update(status="disabled")
+                continue
+            fp = fingerprint(stage, self.ctx.cfg, upstream)
+            upstream[stage.name] = fp
+            self.ctx.fingerprints[stage.name] = fp
+            out = self.ctx.stage_dir(stage.name)
+            done = out / "done.json"
+            if done.exists() and json.loads(done.read_text()).get("fingerprint") == fp:
+                entry.update(status="cached", fingerprint=fp, **json.loads(done.read_text()))
+                entry["status"] = "cached"
+                self.ctx.log.info("stage %s: up to date (cached)", stage.name)
+                self._save()
+                continue
+            self._run_stage(stage, fp, out, entry)
+            self._merge_metrics()
+        self._merge_metrics()
+        self._save()
+        return self.ctx.metrics
+
+    def _run_stage(self, stage: Stage, fp: str, out: Path, entry: dict[str, Any]) -> None:
+        partial = out.with_name(out.name + ".partial")
+        if partial.exists():
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True)
+        entry.clear()
+        entry.update(status="running", fingerprint=fp, started=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        self._save()
+        self.ctx.log.info("stage %s: running", stage.name)
+        start = time.perf_counter()
+        try:
+            summary = stage.run(self.ctx, partial)
+        except BaseException:
+            entry.update(status="failed", seconds=round(time.perf_counter() - start, 2))
+            self._save()
+            raise
+        seconds = round(time.perf_counter() - start, 2)
+        done = {
+            "fingerprint": fp,
+            "seconds": seconds,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        atomic_write_json(partial / "done.json", done)
+        if out.exists():
+            shutil.rmtree(out)
+        partial.rename(out)
+        entry.update(status="done", seconds=seconds, summary=summary, finished=done["finished"])
+        self.ctx.log.info("stage %s: done in %.1f s", stage.name, seconds)
+        self._save()

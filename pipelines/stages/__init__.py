@@ -1,0 +1,1 @@
+"""The stages of the CT pipeline, one module each."""
