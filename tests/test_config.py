@@ -1,0 +1,67 @@
+"""Config validation: every user error stops before work with one line naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ctrobust.cli import main
+from ctrobust.config import ConfigError, load_config
+
+CONFIGS = sorted(Path(__file__).resolve().parents[1].glob("configs/*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_validate(path: Path) -> None:
+    load_config(path)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        ("data:\n  nn: 64\n", "data.nn", "unknown key"),
+        ("physics:\n  views: 0\n", "physics.views", "greater than 0"),
+        ("physics:\n  views: many\n", "physics.views", "integer"),
+        ("attack:\n  eps: [0.01, -0.02]\n", "attack.eps.1", "greater than or equal to 0"),
+        ("data:\n  folder: /no/such/folder\n", "data.folder", "does not exist"),
+        ("train:\n  schemes:\n    - name: a\n      scheme: weight_decay\n", "train.schemes.0", "weight_decay > 0"),
+        ("surprise: 1\n", "surprise", "unknown key"),
+    ],
+)
+def test_config_errors_name_the_key(tmp_path: Path, text: str, key: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text))
+    message = str(info.value)
+    assert "\n" not in message
+    assert f": {key}: " in message
+    assert expected in message
+
+
+def test_override_sets_nested_value(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, "data:\n  n: 64\n"), ["data.n=32", "physics.i0=1e4"])
+    assert cfg.data.n == 32
+    assert cfg.physics.i0 == pytest.approx(1e4)
+
+
+def test_yaml_is_data_not_code(tmp_path: Path) -> None:
+    path = _write(tmp_path, "name: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+
+
+def test_cli_reports_config_error_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = _write(tmp_path, "physics:\n  views: -3\n")
+    code = main(["run", str(path), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.count("\n") == 0
+    assert "physics.views" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "run" / "run.json").exists()
