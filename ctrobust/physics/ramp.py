@@ -1,0 +1,56 @@
+"""Ramp filter along the detector axis.
+
+The filter is a real, even frequency response applied with zero padding to a power of two
+``P >= 2 * n_det``: zero-pad, FFT, multiply, inverse FFT, crop. Zero padding and cropping are
+each other's adjoints and circular convolution with a real even kernel is self-adjoint, so the
+whole filter H satisfies ``H^T = H`` exactly (up to rounding); its backward is itself.
+
+The response is the DFT of the spatial Ram-Lak kernel of Kak & Slaney (Principles of
+Computerized Tomographic Imaging, ch. 3, unit detector spacing): ``h[0] = 1/4``,
+``h[k] = -1/(pi k)^2`` for odd ``k`` and 0 for even ``k != 0``. Sampling the kernel in space
+rather than the ideal ``|f|`` in frequency avoids the DC offset of the naive discrete ramp.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+WINDOWS = ("ram-lak", "shepp-logan", "cosine", "hann")
+
+
+def padded_length(n_det: int) -> int:
+    """Smallest power of two >= ``2 * n_det`` (room for the linear, not circular, convolution)."""
+    return 1 << math.ceil(math.log2(2 * n_det))
+
+
+def ramp_response(n_det: int, window: str = "ram-lak") -> np.ndarray:
+    """One-sided (rfft) response, length ``P // 2 + 1``, of the windowed Ram-Lak filter."""
+    if window not in WINDOWS:
+        raise ValueError(f"unknown ramp window {window!r}; choose one of {WINDOWS}")
+    size = padded_length(n_det)
+    k = np.arange(size)
+    k = np.where(k <= size // 2, k, k - size)  # signed circular index: kernel is even in k
+    h = np.zeros(size)
+    h[0] = 0.25
+    odd = k % 2 == 1
+    h[odd] = -1.0 / (np.pi * k[odd]) ** 2
+    response = np.fft.rfft(h).real  # h is real and even, so its spectrum is real
+    fn = np.fft.rfftfreq(size) / 0.5  # frequency relative to Nyquist, in [0, 1]
+    if window == "shepp-logan":
+        response = response * np.sinc(fn / 2)
+    elif window == "cosine":
+        response = response * np.cos(np.pi * fn / 2)
+    elif window == "hann":
+        response = response * 0.5 * (1 + np.cos(np.pi * fn))
+    return response
+
+
+def apply_ramp(y: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
+    """Filter ``y`` (..., n_det) along its last axis with a one-sided ``response``."""
+    n_det = y.shape[-1]
+    size = 2 * (response.shape[-1] - 1)
+    spectrum = torch.fft.rfft(y, n=size, dim=-1)
+    return torch.fft.irfft(spectrum * response, n=size, dim=-1)[..., :n_det].contiguous()
