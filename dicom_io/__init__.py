@@ -1,1 +1,33 @@
-"""Clinical DICOM in and out for ctrobust."""
+"""Clinical DICOM in and out for ctrobust.
+
+Reading: `scan_folder` / `read_folder` turn a clinical export folder into `CTSeries`
+(HU volume, geometry, UIDs) and list every file left out with its reason.
+Writing: `write_series` exports a reconstruction as a derived CT series (optionally
+de-identified with `DeidConfig`), `write_nifti` as NIfTI.
+"""
+
+from dicom_io.deid import DeidConfig, Deidentifier
+from dicom_io.geometry import Grid
+from dicom_io.nifti import write_nifti
+from dicom_io.read import read_folder, scan_folder
+from dicom_io.report import format_ingest_report, ingest_report_to_dict
+from dicom_io.series import CTSeries, IngestReport, SkippedFile
+from dicom_io.write import WrittenSeries, derived_text, is_adversarial, write_series
+
+__all__ = [
+    "CTSeries",
+    "DeidConfig",
+    "Deidentifier",
+    "Grid",
+    "IngestReport",
+    "SkippedFile",
+    "WrittenSeries",
+    "derived_text",
+    "format_ingest_report",
+    "ingest_report_to_dict",
+    "is_adversarial",
+    "read_folder",
+    "scan_folder",
+    "write_nifti",
+    "write_series",
+]

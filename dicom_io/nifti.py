@@ -1,0 +1,66 @@
+"""NIfTI export of a (z, y, x) volume with its affine taken from the DICOM geometry."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from dicom_io.geometry import Grid
+from dicom_io.series import CTSeries
+
+
+def _affine(affine_source: CTSeries | Grid | np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """RAS affine for a (z, y, x) volume of `shape`.
+
+    A series or grid with another in-plane matrix is resampled to the volume's matrix
+    over the same field of view (a reconstruction of the whole slice on N x N).
+    """
+    if isinstance(affine_source, CTSeries):
+        affine_source = affine_source.grid
+    if isinstance(affine_source, Grid):
+        if affine_source.shape[0] != shape[0]:
+            raise ValueError(f"volume has {shape[0]} slices, geometry {affine_source.shape[0]}")
+        if affine_source.shape[1:] != tuple(shape[1:]):
+            affine_source = affine_source.resampled(shape[1], shape[2])
+        return affine_source.affine_ras()
+    affine = np.asarray(affine_source, dtype=np.float64)
+    if affine.shape != (4, 4):
+        raise ValueError(f"affine must be 4x4, got {affine.shape}")
+    return affine
+
+
+def write_nifti(
+    volume: np.ndarray, affine_source: CTSeries | Grid | np.ndarray, path: str | os.PathLike
+) -> Path:
+    """Write `volume` (z, y, x) as float32 NIfTI at `path` (.nii or .nii.gz), atomically.
+
+    The array is stored as (x, y, z); the affine maps (i, j, k) to RAS mm: DICOM LPS
+    with its first two axes negated. `affine_source` is a CTSeries, a Grid or a 4x4
+    RAS affine. qform and sform are both set (code 1, scanner coordinates).
+    """
+    data = np.asarray(volume, dtype=np.float32)
+    if data.ndim == 2:
+        data = data[None]
+    if data.ndim != 3:
+        raise ValueError(f"need a (z, y, x) volume, got shape {data.shape}")
+    affine = _affine(affine_source, data.shape)
+    image = nib.Nifti1Image(np.ascontiguousarray(data.transpose(2, 1, 0)), affine)
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    image.header.set_xyzt_units("mm")
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(out.suffixes[-2:]) if out.name.endswith(".nii.gz") else out.suffix
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=f".tmp{suffix}")
+    os.close(fd)
+    try:
+        nib.save(image, tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
