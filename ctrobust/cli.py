@@ -84,7 +84,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ctrobust",
-        description="Tell whether a deep-learning CT reconstructor can be trusted, and make it more robust.",
+        description="Tell whether a deep-learning CT reconstructor can be trusted, "
+        "and make it more robust.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ctrobust.physics.units import MU_WATER_PER_MM
+
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
@@ -59,7 +61,7 @@ class PhysicsConfig(_Strict):
     i0: PositiveFloat | None = Field(
         None, description="photons per detector pixel of the input sinogram; null = noise-free"
     )
-    mu_water_per_mm: PositiveFloat = 0.0192
+    mu_water_per_mm: PositiveFloat = MU_WATER_PER_MM
     filter: Literal["ram-lak", "shepp-logan", "cosine", "hann"] = "ram-lak"
 
 

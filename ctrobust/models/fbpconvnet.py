@@ -21,14 +21,22 @@ class ReconstructionOperator(Protocol):
 
 
 class ResidualUNet(nn.Module):
-    """Image-domain part N of FBPConvNet: x0 + U(x0) (the global skip of Jin et al.)."""
+    """Image-domain part N of FBPConvNet: x0 + head(U(x0)) (the global skip of Jin et al.).
 
-    def __init__(self, unet: nn.Module) -> None:
+    ``head`` is a 1x1 convolution initialised to zero, so an untrained network is
+    exactly FBP and training only has to learn the correction; a randomly
+    initialised residual would first have to unlearn an O(1) random image.
+    """
+
+    def __init__(self, unet: nn.Module, features: int) -> None:
         super().__init__()
         self.unet = unet
+        self.head = nn.Conv2d(features, 1, kernel_size=1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
-        return x0 + self.unet(x0)
+        return x0 + self.head(self.unet(x0))
 
 
 def build_residual_unet(
@@ -44,14 +52,14 @@ def build_residual_unet(
     unet = UNet(
         spatial_dims=2,
         in_channels=1,
-        out_channels=1,
+        out_channels=channels[0],
         channels=tuple(channels),
         strides=strides,
         num_res_units=num_res_units,
         norm="batch",
         dropout=dropout,
     )
-    return ResidualUNet(unet)
+    return ResidualUNet(unet, features=channels[0])
 
 
 class FBPConvNet(nn.Module):

@@ -76,7 +76,7 @@ def create_supervised_trainer(
         reg = penalty(net) if penalty is not None else torch.zeros((), device=device)
         (mse + reg).backward()
         optimizer.step()
-        return {"mse": float(mse), "penalty": float(reg)}
+        return {"mse": mse.item(), "penalty": reg.item()}
 
     return Engine(update)
 

@@ -40,6 +40,7 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
             cfg.physics.views,
             cfg.physics.gt_views,
             n_det=cfg.physics.n_det,
+            window=cfg.physics.filter,
             i0=cfg.physics.i0,
             mu_water_per_mm=cfg.physics.mu_water_per_mm,
             seed=cfg.seed,

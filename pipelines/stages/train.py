@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-
 from ctrobust.models import ResidualUNet, build_residual_unet
 from ctrobust.physics import ParallelBeam2D
 from ctrobust.training.fit import train_scheme
@@ -17,9 +16,13 @@ from pipelines.stages.simulate import load_simulated
 
 def measurement_operator(ctx: RunContext) -> ParallelBeam2D:
     """The operator of the measured (input) views, on the run's device."""
-    data, _ = load_simulated(ctx)
+    cfg = ctx.cfg
     return ParallelBeam2D(
-        ctx.cfg.data.n, ctx.cfg.physics.views, n_det=data.y.shape[-1], device=ctx.device
+        cfg.data.n,
+        cfg.physics.views,
+        n_det=cfg.physics.n_det,
+        device=ctx.device,
+        window=cfg.physics.filter,
     )
 
 

@@ -1,0 +1,56 @@
+"""Shared fixtures: the clinical folders, and a tiny pipeline config for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_CONFIG = """
+name: tiny
+seed: 0
+data:
+  n: 32
+  slices_per_series: 4
+  test_fraction: 0.34
+  val_fraction: 0.2
+physics:
+  views: 24
+  gt_views: 120
+  i0: 1.0e5
+model:
+  channels: [4, 8]
+  num_res_units: 0
+train:
+  epochs: 2
+  batch_size: 4
+"""
+
+
+def shared_data() -> Path:
+    """The clinical folders: $CTROBUST_SHARED_DATA, else ../shared/data beside the repo."""
+    return Path(os.environ.get("CTROBUST_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def shared_folder():
+    """Look up one clinical folder by name, skipping the test when it is not there."""
+
+    def find(name: str) -> Path:
+        folder = shared_data() / name
+        if not folder.is_dir():
+            pytest.skip(f"clinical folder {folder} not found (set CTROBUST_SHARED_DATA)")
+        return folder
+
+    return find
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Path:
+    """A pipeline config small enough to run end to end in seconds."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_CONFIG)
+    return path

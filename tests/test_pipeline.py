@@ -1,0 +1,81 @@
+"""End to end: `ctrobust run` on a tiny config, caching, partial recomputation, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ctrobust.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def _run(config: Path, out: Path, *overrides: str) -> dict:
+    args = ["run", str(config), "--out", str(out), "--quiet"]
+    for item in overrides:
+        args += ["--set", item]
+    assert main(args) == 0
+    return json.loads((out / "run.json").read_text())
+
+
+def test_run_writes_results_and_rerun_recomputes_nothing(tiny_config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = _run(tiny_config, out)
+    assert {s["status"] for s in first["stages"].values()} <= {"done", "disabled"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["clean"]["test"]) == {"fbp24", "plain"}
+    assert metrics["data"]["split_by"] == "patient"
+    assert metrics["training"]["plain"]["epochs"] == 2
+    assert (out / "log.txt").read_text().count("stage train: running") == 1
+
+    second = _run(tiny_config, out)
+    ran = {name for name, s in second["stages"].items() if s["status"] == "done"}
+    assert ran == set(), f"a re-run recomputed {ran}"
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+
+    third = _run(tiny_config, out, "train.epochs=3")
+    status = {name: s["status"] for name, s in third["stages"].items()}
+    assert status["ingest"] == status["simulate"] == "cached"
+    assert status["train"] == status["evaluate"] == "done"
+
+
+def test_sigkill_during_training_resumes_from_checkpoint(tiny_config: Path, tmp_path: Path) -> None:
+    slow = ["--set", "train.epochs=60", "--set", "data.slices_per_series=8"]
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "ctrobust.cli", "run", str(tiny_config), "--out", str(out), "--quiet", *slow]
+    process = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 240
+    checkpoints = out / "checkpoints" / "plain"
+    while time.time() < deadline and not list(checkpoints.glob("checkpoint_*.pt")):
+        assert process.poll() is None, "the run ended before any checkpoint was written"
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    status = json.loads((out / "run.json").read_text())["stages"]["train"]["status"]
+    assert status == "running"
+
+    assert subprocess.run(command, check=False).returncode == 0
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["training"]["plain"]["resumed_from_epoch"] > 0
+    assert resumed["training"]["plain"]["epochs"] == 60
+
+    fresh = tmp_path / "fresh"
+    assert subprocess.run([*command[:6], str(fresh), *command[7:]], check=False).returncode == 0
+    uninterrupted = json.loads((fresh / "metrics.json").read_text())
+    assert _keys(resumed) == _keys(uninterrupted)
+
+
+def _keys(tree: object, prefix: str = "") -> set[str]:
+    if not isinstance(tree, dict):
+        return {prefix}
+    return {k for key, value in tree.items() for k in _keys(value, f"{prefix}/{key}")} - {
+        "/training/plain/resumed_from_epoch"
+    }
