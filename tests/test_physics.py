@@ -7,6 +7,8 @@ are cached in-process by the library itself).
 
 from __future__ import annotations
 
+import copy
+import gc
 import math
 import time
 
@@ -306,6 +308,25 @@ def test_same_geometry_is_built_once():
     b = ParallelBeam2D(40, 33)
     assert time.perf_counter() - start < 0.05
     assert a.weights is b.weights
+
+
+def test_matrix_backend_deepcopy_shares_matrices():
+    op = ParallelBeam2D(32, 45, n_det=51)
+    clone = copy.deepcopy(op).to(torch.float64)
+    assert op.dtype == torch.float32 and clone.dtype == torch.float64
+    x = randn((1, 1, 32, 32), torch.float64, 23)
+    torch.testing.assert_close(clone.A(x).float(), op.A(x.float()))
+
+
+def test_astra_backend_survives_deepcopy():
+    op = ParallelBeam2D(32, 45, n_det=51, backend="astra")
+    clone = copy.deepcopy(op)
+    assert clone._astra.projector_id != op._astra.projector_id
+    x = randn((1, 1, 32, 32), torch.float32, 22)
+    expected = op.A(x)
+    del op
+    gc.collect()
+    torch.testing.assert_close(clone.A(x), expected)
 
 
 def test_disk_cache_round_trip(tmp_path):

@@ -23,11 +23,16 @@ class AstraProjector:
     """Forward and back projection of stacks of slices with ASTRA's CPU 'linear' projector."""
 
     def __init__(self, n: int, angles: np.ndarray, n_det: int) -> None:
+        self._args = (n, np.asarray(angles), n_det)
         vol_geom, proj_geom = astra_geometries(n, angles, n_det)
         self.projector_id = astra.create_projector("linear", proj_geom, vol_geom)
         self.shape_image = (n, n)
         self.shape_sino = (len(angles), n_det)
         weakref.finalize(self, astra.projector.delete, self.projector_id)
+
+    def __reduce__(self) -> tuple:
+        """Copies and pickles get a projector of their own (ASTRA ids are per process)."""
+        return (AstraProjector, self._args)
 
     def forward(self, images: np.ndarray) -> np.ndarray:
         """Sinograms (B, V, D) of images (B, N, N)."""

@@ -8,6 +8,7 @@ gradients of attacks and training losses are exact adjoints, not approximations.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from typing import Literal
@@ -155,6 +156,16 @@ class ParallelBeam2D(nn.Module):
         response = torch.from_numpy(ramp_response(self.n_det, window))
         self.register_buffer("ramp_response", response, persistent=False)
         self.to(device=device, dtype=dtype)
+
+    def __deepcopy__(self, memo: dict) -> ParallelBeam2D:
+        """Share the (never mutated) matrices: torch cannot deep-copy sparse CSR tensors, and a
+        model holding this operator must stay copyable. ``.to()`` on the copy leaves ``self``
+        untouched because the copy gets its own buffer table."""
+        clone = copy.copy(self)
+        clone._buffers = dict(self._buffers)
+        clone._astra = copy.deepcopy(self._astra, memo)
+        memo[id(self)] = clone
+        return clone
 
     @property
     def device(self) -> torch.device:

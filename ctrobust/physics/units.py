@@ -7,7 +7,12 @@ dimensionless physical line integral is ``p = integral mu dl = y * pixel_mm * mu
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+import numpy as np
 import torch
+
+Array = TypeVar("Array", torch.Tensor, np.ndarray, float)
 
 # Linear attenuation of liquid water at 70 keV, a typical effective energy of a 120 kVp CT
 # beam. NIST XCOM / SRD 126 (Hubbell & Seltzer), "Water, Liquid": mu/rho = 0.2059 cm^2/g at
@@ -16,12 +21,12 @@ import torch
 MU_WATER_PER_MM = 0.01937
 
 
-def hu_to_relative(hu: torch.Tensor | float) -> torch.Tensor | float:
+def hu_to_relative(hu: Array) -> Array:
     """Hounsfield units -> relative attenuation ``mu / mu_water`` (air -1000 HU -> 0)."""
     return hu / 1000.0 + 1.0
 
 
-def relative_to_hu(x: torch.Tensor | float) -> torch.Tensor | float:
+def relative_to_hu(x: Array) -> Array:
     """Relative attenuation ``mu / mu_water`` -> Hounsfield units."""
     return 1000.0 * (x - 1.0)
 
