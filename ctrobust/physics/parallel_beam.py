@@ -163,6 +163,7 @@ class ParallelBeam2D(nn.Module):
         untouched because the copy gets its own buffer table."""
         clone = copy.copy(self)
         clone._buffers = dict(self._buffers)
+        clone._non_persistent_buffers_set = set(self._non_persistent_buffers_set)
         clone._astra = copy.deepcopy(self._astra, memo)
         memo[id(self)] = clone
         return clone
