@@ -26,9 +26,8 @@ INT16_MAX = 32767
 _SLOPES = tuple(m * 10.0**e for e in range(-4, 3) for m in (1, 2, 5))
 
 
-def choose_slope(hu: np.ndarray, intercept: float = 0.0) -> float:
-    """The finest slope from 1-2-5 steps that stores `hu` in int16 without clipping."""
-    extent = float(np.max(np.abs(np.asarray(hu, dtype=np.float64) - intercept), initial=0.0))
+def choose_slope(extent: float) -> float:
+    """The finest 1-2-5 slope storing values up to `extent` from the intercept in int16."""
     for slope in _SLOPES:
         if extent / slope <= INT16_MAX - 1:
             return slope

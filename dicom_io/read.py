@@ -10,14 +10,22 @@ from dicom_io.classify import SliceRecord, read_slice
 from dicom_io.series import CTSeries, IngestReport, SkippedFile
 
 
-def _files(root: Path) -> list[Path]:
+def _files(root: Path) -> tuple[list[Path], list[SkippedFile]]:
+    """Every file under `root`, in a stable order, and the hidden folders not entered.
+
+    Hidden folders (".name") are left out whole: they hold editor, OS or interrupted
+    ctrobust writes (".out.partial"), never part of a clinical export.
+    """
     if root.is_file():
-        return [root]
-    found = []
+        return [root], []
+    found: list[Path] = []
+    hidden: list[SkippedFile] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
+        for name in sorted(d for d in dirnames if d.startswith(".")):
+            hidden.append(SkippedFile(Path(dirpath) / name, "hidden folder, not scanned"))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found.extend(Path(dirpath) / name for name in sorted(filenames))
-    return found
+    return found, hidden
 
 
 def scan_folder(path: str | os.PathLike) -> IngestReport:
@@ -33,9 +41,9 @@ def scan_folder(path: str | os.PathLike) -> IngestReport:
     root = Path(path)
     if not root.exists():
         raise FileNotFoundError(f"no such file or folder: {root}")
+    files, skipped = _files(root)
     records: list[SliceRecord] = []
-    skipped: list[SkippedFile] = []
-    for file in _files(root):
+    for file in files:
         try:
             result = read_slice(file)
         except OSError as exc:

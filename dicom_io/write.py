@@ -260,11 +260,16 @@ def write_series(
         ValueError: shapes, descriptions or values that cannot be exported faithfully.
         FileExistsError: `out_dir` exists and `overwrite` is False.
     """
-    volume = np.asarray(volume_hu, dtype=np.float64)
+    volume = np.asarray(volume_hu)
+    if not np.issubdtype(volume.dtype, np.floating):
+        volume = volume.astype(np.float32)
     if volume.ndim == 2:
         volume = volume[None]
-    if volume.ndim != 3 or not np.isfinite(volume).all():
-        raise ValueError(f"need a finite (z, y, x) volume, got shape {volume.shape}")
+    if volume.ndim != 3 or volume.size == 0:
+        raise ValueError(f"need a (z, y, x) volume, got shape {volume.shape}")
+    peak = max(abs(float(volume.min())), abs(float(volume.max())))
+    if not np.isfinite(peak):
+        raise ValueError("the volume holds NaN or infinite values")
     indices = list(range(len(source))) if slice_indices is None else [int(i) for i in slice_indices]
     if len(indices) != volume.shape[0] or not all(0 <= i < len(source) for i in indices):
         raise ValueError(
@@ -274,7 +279,6 @@ def write_series(
     deid = Deidentifier(deidentify) if isinstance(deidentify, DeidConfig) else deidentify
     grid = _output_grid(source, indices, volume.shape[1], volume.shape[2], spacing, origin)
     if window is None:
-        peak = float(np.abs(volume).max())
         window = (0.0, 2 * peak) if kind.lower().startswith("perturbation") else SOFT_TISSUE_WINDOW
     spec = SeriesSpec(
         series_uid=generate_uid(),
@@ -285,7 +289,7 @@ def write_series(
         pixel_spacing=grid.pixel_spacing,
         rows=volume.shape[1],
         cols=volume.shape[2],
-        slope=choose_slope(volume),
+        slope=choose_slope(peak),
         intercept=0.0,
         window=window,
         slice_thickness=float(source.header.get("SliceThickness") or 0) or None,

@@ -246,6 +246,8 @@ def test_one_uid_with_two_matrices_is_split(good, tmp_path):
 
 def test_report_is_json_and_text(good):
     (good[0].parent / "notes.txt").write_text("hello\n")
+    (good[0].parent / ".IM.partial").mkdir()
+    (good[0].parent / ".IM.partial" / "IM00001.dcm").write_bytes(good[0].read_bytes())
     report = scan_folder(good[0].parent.parent)
     data = json.loads(json.dumps(ingest_report_to_dict(report)))
     [entry] = data["series"]
@@ -253,10 +255,11 @@ def test_report_is_json_and_text(good):
     assert entry["spacing"][0] == pytest.approx(5.0)
     assert entry["hu_range"][0] < -900 and entry["hu_range"][1] > 300
     assert data["skipped"] == [
-        {"path": str(good[0].parent / "notes.txt"), "reason": "not DICOM: a text file"}
+        {"path": str(good[0].parent / ".IM.partial"), "reason": "hidden folder, not scanned"},
+        {"path": str(good[0].parent / "notes.txt"), "reason": "not DICOM: a text file"},
     ]
     text = format_ingest_report(report)
-    assert "1 CT series, 1 file(s) skipped" in text and "notes.txt: not DICOM" in text
+    assert "1 CT series, 2 file(s) skipped" in text and "notes.txt: not DICOM" in text
 
 
 def test_missing_folder_raises(tmp_path):

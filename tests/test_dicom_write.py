@@ -143,7 +143,11 @@ def test_adversarial_kinds_need_eps_and_descriptions_must_change(source, tmp_pat
     assert ds.SeriesDescription == "ctrobust map eps=0.1"
     assert ds.ImageType[3] == "PERTURBATION"
     assert float(ds.WindowCenter) == 0.0
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    bad = volume.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        write_series(bad, source, tmp_path / "d", "clean", "recon", "recon")
+    assert not any((tmp_path / name).exists() for name in "abd")
 
 
 def test_deidentification_leaves_no_identifiers(source_folder, source, tmp_path):
