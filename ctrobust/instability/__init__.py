@@ -1,0 +1,65 @@
+"""Antun et al.'s instability test: stable classical references (TV, SIRT), small structural
+changes (card symbols, "CAN U SEE IT") with a recovery score, and the more-views sweep."""
+
+from .detail_score import DetailResult, box_correlation, box_psnr, evaluate_detail, recovery_score
+from .details import (
+    SUITS,
+    DetailInsertion,
+    auto_center,
+    insert_detail,
+    mask_bbox,
+    place,
+    render_stamp,
+    render_symbols,
+    render_text,
+)
+from .finite_diff import divergence, gradient, total_variation
+from .more_views import DEFAULT_VIEWS, more_views_sweep
+from .reconstructors import (
+    Reconstructor,
+    fbp_reconstructor,
+    network_on_fbp,
+    sirt_reconstructor,
+    tv_reconstructor,
+)
+from .sirt import SIRTInfo, UnrolledSIRT, sirt_reconstruct, sirt_weights, unrolled_sirt
+from .tv import TVInfo, UnrolledTV, tv_objective, tv_reconstruct, unrolled_tv
+from .tv_weight import choose_tv_weight
+
+__all__ = [
+    "DEFAULT_VIEWS",
+    "SUITS",
+    "DetailInsertion",
+    "DetailResult",
+    "Reconstructor",
+    "SIRTInfo",
+    "TVInfo",
+    "UnrolledSIRT",
+    "UnrolledTV",
+    "auto_center",
+    "box_correlation",
+    "box_psnr",
+    "choose_tv_weight",
+    "divergence",
+    "evaluate_detail",
+    "fbp_reconstructor",
+    "gradient",
+    "insert_detail",
+    "mask_bbox",
+    "more_views_sweep",
+    "network_on_fbp",
+    "place",
+    "recovery_score",
+    "render_stamp",
+    "render_symbols",
+    "render_text",
+    "sirt_reconstruct",
+    "sirt_reconstructor",
+    "sirt_weights",
+    "tv_objective",
+    "tv_reconstruct",
+    "tv_reconstructor",
+    "unrolled_sirt",
+    "unrolled_tv",
+    "total_variation",
+]
