@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipelines.runner import Stage
-from pipelines.stages import evaluate, ingest, simulate, train
+from pipelines.stages import evaluate, export, ingest, simulate, train
 
 DATA_KEYS = ("data.folder", "data.max_series", "data.slices_per_series")
 
@@ -20,4 +20,11 @@ def ct_stages() -> list[Stage]:
         ),
         Stage("train", train.run, config_keys=("model", "train", "seed"), depends_on=("simulate",)),
         Stage("evaluate", evaluate.run, config_keys=(), depends_on=("train",)),
+        Stage(
+            "export",
+            export.run,
+            config_keys=("export", "attack.enabled", "attack.max_slices"),
+            depends_on=("evaluate", "attack"),
+            enabled=lambda cfg: cfg.export.enabled,
+        ),
     ]

@@ -149,9 +149,10 @@ class Runner:
             self.ctx.fingerprints[stage.name] = fp
             out = self.ctx.stage_dir(stage.name)
             done = out / "done.json"
-            if done.exists() and json.loads(done.read_text()).get("fingerprint") == fp:
-                entry.update(status="cached", fingerprint=fp, **json.loads(done.read_text()))
-                entry["status"] = "cached"
+            previous = json.loads(done.read_text()) if done.exists() else {}
+            if previous.get("fingerprint") == fp:
+                entry.clear()
+                entry.update(previous, status="cached")
                 self.ctx.log.info("stage %s: up to date (cached)", stage.name)
                 self._save()
                 continue
@@ -187,6 +188,6 @@ class Runner:
         if out.exists():
             shutil.rmtree(out)
         partial.rename(out)
-        entry.update(status="done", seconds=seconds, summary=summary, finished=done["finished"])
+        entry.update(done, status="done")
         self.ctx.log.info("stage %s: done in %.1f s", stage.name, seconds)
         self._save()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,13 @@ def input_folder(ctx: RunContext) -> Path:
     from ctrobust.demo_data import write_demo_folder
 
     folder = ctx.run_dir / "demo_input"
-    if not (folder / ".complete").exists():
+    marker = ctx.run_dir / "demo_input.complete"
+    if not marker.exists():
         ctx.log.info("writing the embedded synthetic demo folder to %s", folder)
+        if folder.exists():
+            shutil.rmtree(folder)
         write_demo_folder(folder)
-        (folder / ".complete").write_text("ctrobust demo folder\n")
+        marker.write_text("the synthetic demo folder beside this file is complete\n")
     return folder
 
 

@@ -1,0 +1,131 @@
+"""Stage ``export``: derived DICOM and NIfTI series of clean and attacked reconstructions.
+
+For each source series with attacked test slices and each trained scheme, the
+stage writes ``dicom/<series>/<kind>/`` and ``nifti/<series>/<kind>.nii.gz`` with
+kinds ``<scheme>_clean``, ``<scheme>_attacked_eps<eps>`` and
+``<scheme>_perturbation_eps<eps>`` (the image-domain effect f(y + delta) - f(y) in
+HU). Every series is DERIVED\\SECONDARY with new UIDs and descriptions that say
+what it is; de-identification follows the config.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ctrobust.physics.units import relative_to_hu
+from dicom_io import (
+    CTSeries,
+    DeidConfig,
+    Deidentifier,
+    derived_text,
+    scan_folder,
+    write_nifti,
+    write_series,
+)
+from pipelines.io import atomic_write_json, load_tensors
+from pipelines.runner import RunContext
+from pipelines.stages.simulate import load_simulated
+
+
+def _folder_name(series: CTSeries, ordinal: int) -> str:
+    """Short, filesystem-safe series folder name: ordinal plus the UID's last digits."""
+    tail = re.sub(r"[^0-9A-Za-z]+", "", series.key)[-8:]
+    return f"s{ordinal:02d}_{tail}"
+
+
+def _deidentifier(ctx: RunContext) -> tuple[Deidentifier | None, str]:
+    cfg = ctx.cfg.export.deidentify
+    if not cfg.enabled:
+        return None, "none: patient and study identifiers are kept as in the source"
+    dates = "removed" if cfg.date_shift_days is None else f"shifted by {cfg.date_shift_days} days"
+    config = DeidConfig(salt=cfg.salt, date_shift_days=cfg.date_shift_days)
+    return Deidentifier(
+        config
+    ), f"patient identifiers replaced, dates {dates}, UIDs remapped (salted hash)"
+
+
+def _volumes(
+    ctx: RunContext, scheme: str, rows: list[int]
+) -> dict[str, tuple[np.ndarray, float | None]]:
+    """HU volumes of one scheme for the attacked test slices at ``rows``: kind -> (volume, eps)."""
+    recons = load_tensors(ctx.stage_dir("evaluate") / "test_recons.pt")
+    clean = recons[scheme][rows]
+    volumes = {f"{scheme}_clean": (relative_to_hu(clean[:, 0]).numpy(), None)}
+    attack_dir = ctx.stage_dir("attack")
+    if ctx.cfg.attack.enabled and (attack_dir / "results.pt").exists():
+        results = load_tensors(attack_dir / "results.pt")
+        attacked = results["models"][scheme]["attacked"]
+        for k, eps in enumerate(results["eps"]):
+            if eps == 0:
+                continue
+            image = attacked[k][rows][:, 0]
+            volumes[f"{scheme}_attacked_eps{eps:g}"] = (relative_to_hu(image).numpy(), eps)
+            volumes[f"{scheme}_perturbation_eps{eps:g}"] = (
+                (1000.0 * (image - clean[:, 0])).numpy(),
+                eps,
+            )
+    return volumes
+
+
+def run(ctx: RunContext, out: Path) -> dict[str, Any]:
+    cfg = ctx.cfg.export
+    ingest = json.loads((ctx.stage_dir("ingest") / "ingest.json").read_text())
+    sources = {s.key: s for s in scan_folder(Path(ingest["folder"])).series}
+    data, split = load_simulated(ctx)
+    test = data.subset(split["test"])
+    attacked_count = len(test)
+    if ctx.cfg.attack.enabled and ctx.cfg.attack.max_slices:
+        attacked_count = min(len(test), ctx.cfg.attack.max_slices)
+    by_series: dict[str, list[int]] = defaultdict(list)
+    for row in range(attacked_count):
+        by_series[str(test.meta[row]["series"])].append(row)
+
+    deid, deid_note = _deidentifier(ctx)
+    dicom_root, nifti_root = ctx.run_dir / "dicom", ctx.run_dir / "nifti"
+    exported: dict[str, Any] = {}
+    series_number = 9001
+    for ordinal, (key, rows) in enumerate(sorted(by_series.items()), start=1):
+        source = sources[key]
+        name = _folder_name(source, ordinal)
+        slice_indices = [int(test.meta[r]["slice"]) for r in rows]
+        grid = source.grid.select(slice_indices).resampled(ctx.cfg.data.n, ctx.cfg.data.n)
+        kinds = []
+        for scheme in ctx.cfg.train.schemes:
+            for kind, (volume, eps) in _volumes(ctx, scheme.name, rows).items():
+                base_kind = kind.removeprefix(f"{scheme.name}_")
+                description, derivation = derived_text(base_kind, scheme.name, eps)
+                if cfg.dicom:
+                    write_series(
+                        volume,
+                        source,
+                        dicom_root / name / kind,
+                        base_kind,
+                        description,
+                        derivation,
+                        eps=eps,
+                        slice_indices=slice_indices,
+                        deidentify=deid,
+                        series_number=series_number,
+                        overwrite=True,
+                    )
+                    series_number += 1
+                if cfg.nifti:
+                    write_nifti(volume, grid, nifti_root / name / f"{kind}.nii.gz")
+                kinds.append(kind)
+        exported[name] = {"source_series": key, "slices": slice_indices, "kinds": kinds}
+    metrics = {
+        "export": {
+            "series": exported,
+            "dicom": str(dicom_root) if cfg.dicom else None,
+            "nifti": str(nifti_root) if cfg.nifti else None,
+            "deidentification": deid_note,
+        }
+    }
+    atomic_write_json(out / "metrics.json", metrics)
+    return {"series": len(exported), "deidentification": deid_note}
