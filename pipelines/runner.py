@@ -183,6 +183,7 @@ class Runner:
             "fingerprint": fp,
             "seconds": seconds,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "summary": summary,
         }
         atomic_write_json(partial / "done.json", done)
         if out.exists():
