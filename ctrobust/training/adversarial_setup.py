@@ -1,0 +1,52 @@
+"""Build the adversarial G/f engine of Raj et al. for FBPConvNet from a config scheme."""
+
+from __future__ import annotations
+
+import torch
+from ignite.engine import Engine
+
+from ctrobust.config import RunConfig, SchemeConfig
+from ctrobust.models import FBPConvNet
+from ctrobust.models.generator import PerturbationGenerator
+from ctrobust.simulation import SimulatedSlices
+from ctrobust.training.adversarial import create_adversarial_trainer, paper_adam
+
+
+def build_adversarial_engine(
+    scheme: SchemeConfig,
+    cfg: RunConfig,
+    f: FBPConvNet,
+    optimizer: torch.optim.Optimizer,
+    train: SimulatedSlices,
+    device: torch.device,
+) -> tuple[Engine, dict[str, object]]:
+    """The Algorithm 1 engine on (y, x_gt) batches and the generator state to checkpoint.
+
+    f's loss is the per-pixel mean squared error (``reduction="mean"``), the scale of
+    the plain supervised trainer, so that schemes compared in one config share the
+    learning rate; G is the paper's fully connected network on the sinogram.
+    """
+    adv = scheme.adversarial
+    assert adv is not None  # filled in by SchemeConfig for the adversarial scheme
+    G = PerturbationGenerator(
+        tuple(train.y.shape[1:]),
+        hidden=adv.g_hidden,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    ).to(device)
+    opt_G = paper_adam(G.parameters(), lr=adv.g_lr)
+    engine = create_adversarial_trainer(
+        f,
+        G,
+        optimizer,
+        opt_G,
+        eps=adv.eps,
+        lam1=adv.lam1,
+        lam2=adv.lam2,
+        k_parts=adv.k_parts,
+        g_steps=adv.g_steps,
+        warmup_epochs=adv.warmup_epochs,
+        device=device,
+        relative_eps=adv.relative,
+        reduction="mean",
+    )
+    return engine, {"generator": G, "generator_optimizer": opt_G}
