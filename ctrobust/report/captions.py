@@ -1,0 +1,71 @@
+"""How each figure was measured, in the words the captions share.
+
+Every caption states the attack budget (ε relative to ‖y‖₂ and absolute), the PGA settings
+from ``metrics["attack"]["settings"]``, the number of views, and the PSNR/SSIM convention
+from ``metrics["clean"]["note"]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .html import fmt
+from .rundata import RunData
+
+
+def eps_axis(attack: dict[str, Any]) -> tuple[str, float]:
+    """Label and scale of ε as the report prints it: percent of ‖y‖₂ when relative."""
+    if attack.get("settings", {}).get("relative", True):
+        return "ε (% of ‖y‖₂)", 100.0
+    return "ε (absolute, sinogram units)", 1.0
+
+
+def eps_text(data: RunData, eps: float) -> str:
+    """One ε as printed: '1%' when relative, else the absolute value."""
+    _, scale = eps_axis(data.metrics.get("attack", {}))
+    return f"{fmt(eps * scale, 3)}%" if scale == 100.0 else fmt(eps, 3)
+
+
+def eps_abs_text(data: RunData, t: int) -> str:
+    """Absolute ‖δ‖₂ budget per ε on the t-th attacked slice, from the attack cache."""
+    attack = data.attack or {}
+    for m in attack.get("models", {}).values():
+        eps_abs = m.get("eps_abs")
+        if eps_abs is not None and t < eps_abs.shape[1]:
+            pairs = [
+                f"{eps_text(data, e)} → {fmt(float(a), 4)}"
+                for e, a in zip(attack.get("eps", []), eps_abs[:, t].tolist(), strict=False)
+            ]
+            return "absolute ‖δ‖₂ on this slice: " + ", ".join(pairs)
+    return ""
+
+
+def psnr_note(data: RunData) -> str:
+    """The PSNR/SSIM convention of the run, as a sentence."""
+    note = data.metrics.get("clean", {}).get("note")
+    return f"PSNR/SSIM {note.rstrip('.')}." if note else ""
+
+
+def attack_caption(data: RunData, t: int | None = None, full: bool = False) -> str:
+    """The sinogram attack's settings; ``t`` adds the slice's absolute budgets, ``full`` the
+    random control and the attack stage's own note."""
+    attack = data.metrics.get("attack", {})
+    s = attack.get("settings", {})
+    views = data.metrics.get("data", {}).get("views")
+    relative = s.get("relative", True)
+    text = (
+        f"Attack: worst-case δ by projected gradient ascent on ‖δ‖₂ ≤ ε "
+        f"({fmt(s.get('n_iter'))} iterations, step {fmt(s.get('step'))}, momentum "
+        f"{fmt(s.get('momentum'))}, {fmt(s.get('restarts', 0))} restarts), "
+        + ("ε relative to ‖y‖₂ of each slice" if relative else "ε absolute")
+    )
+    budgets = eps_abs_text(data, t) if t is not None else ""
+    text += f" ({budgets})" if budgets else ""
+    if views:
+        text += f"; {views}-view measurements"
+    text += "."
+    if full:
+        text += f" Random control: {fmt(s.get('random_draws'))} random δ of the same norm."
+        if attack.get("note"):
+            text += f" {attack['note'].rstrip('.')}."
+    return text

@@ -1,0 +1,124 @@
+"""Read a finished run folder (docs/run_folder.md) for the report; nothing is recomputed.
+
+Every part is optional: a stage that was disabled or has not run yet leaves its key out of
+``metrics.json`` and its cache file absent, and the report drops the matching section.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipelines.io import load_tensors
+
+
+def _json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _tensors(path: Path) -> dict[str, Any] | None:
+    return load_tensors(path) if path.exists() else None
+
+
+@dataclass
+class RunData:
+    """What the report shows: run.json, metrics.json and the cached tensors of a run folder."""
+
+    run_dir: Path
+    run: dict[str, Any]
+    metrics: dict[str, Any]
+    simulated: dict[str, Any] | None = None
+    test_recons: dict[str, torch.Tensor] | None = None
+    attack: dict[str, Any] | None = None
+    instability: dict[str, Any] | None = None
+    ingest: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, run_dir: Path) -> RunData:
+        """Read a run folder; raises FileNotFoundError when it has no metrics.json."""
+        run_dir = Path(run_dir)
+        if not (run_dir / "metrics.json").exists():
+            raise FileNotFoundError(f"'{run_dir}' has no metrics.json: not a ctrobust run folder")
+        cache = run_dir / "cache"
+        return cls(
+            run_dir=run_dir,
+            run=_json(run_dir / "run.json"),
+            metrics=_json(run_dir / "metrics.json"),
+            simulated=_tensors(cache / "simulate" / "data.pt"),
+            test_recons=_tensors(cache / "evaluate" / "test_recons.pt"),
+            attack=_tensors(cache / "attack" / "results.pt"),
+            instability=_tensors(cache / "instability" / "results.pt"),
+            ingest=_json(cache / "ingest" / "ingest.json"),
+        )
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.run.get("config", {})
+
+    @property
+    def name(self) -> str:
+        return str(self.config.get("name") or self.run_dir.name)
+
+    @property
+    def schemes(self) -> dict[str, str]:
+        """Trained networks: scheme name -> training kind (plain, adversarial, ...)."""
+        listed = self.config.get("train", {}).get("schemes", [])
+        kinds = {s["name"]: s.get("scheme", "") for s in listed if "name" in s}
+        for name in self.metrics.get("training", {}):
+            kinds.setdefault(name, "")
+        return kinds
+
+    def method_label(self, method: str) -> str:
+        """Human name of a reconstruction method, e.g. 'FBP, 143 views' or 'plain (network)'."""
+        if method in self.schemes:
+            kind = self.schemes[method]
+            detail = f"network, {kind.replace('_', ' ')} training" if kind else "network"
+            return f"{method} ({detail})"
+        if method.startswith("fbp") and method[3:].isdigit():
+            return f"FBP, {method[3:]} views"
+        return method.upper() if method in {"tv", "sirt"} else method
+
+    def is_network(self, method: str) -> bool:
+        return method in self.schemes
+
+    def test_indices(self) -> list[int]:
+        """Indices of the test split into the simulated slices."""
+        if self.simulated is None:
+            return []
+        return [int(i) for i in self.simulated["split"].get("test", [])]
+
+    def test_meta(self, t: int) -> dict[str, Any]:
+        """Series, patient, slice and pixel size of the t-th test slice (empty when unknown)."""
+        idx = self.test_indices()
+        if t >= len(idx):
+            return {}
+        slices = self.simulated["slices"]  # type: ignore[index]
+        meta = dict(slices["meta"][idx[t]])
+        meta["pixel_mm"] = float(slices["pixel_mm"][idx[t]])
+        return meta
+
+    def test_label(self, t: int) -> str:
+        """'series:slice' of the t-th test slice, the label the attack stage uses."""
+        labels = self.metrics.get("attack", {}).get("test_slices", [])
+        if t < len(labels):
+            return str(labels[t])
+        meta = self.test_meta(t)
+        return f"{meta['series']}:{meta['slice']}" if meta else f"test slice {t}"
+
+    def test_image(self, key: str, t: int) -> torch.Tensor | None:
+        """A cached simulated image (x_true, x_gt, fbp) of the t-th test slice, (N, N)."""
+        idx = self.test_indices()
+        if t >= len(idx):
+            return None
+        return self.simulated["slices"][key][idx[t]][0]  # type: ignore[index]
+
+    def clean_recon(self, method: str, t: int) -> torch.Tensor | None:
+        """The clean reconstruction of the t-th test slice by ``method``, (N, N)."""
+        if self.test_recons is None or method not in self.test_recons:
+            return None
+        recon = self.test_recons[method]
+        return recon[t][0] if t < len(recon) else None

@@ -1,0 +1,267 @@
+"""Batch summary: models, clean quality, robustness rho-hat(eps) and the worst slices.
+
+rho-hat(eps) (Raj et al. 2020, eq. 8) is the mean over the attacked test slices of the
+worst-case reconstruction error ||f(y + delta) - x||_2 with ||delta||_2 <= eps, in relative
+attenuation over the whole n x n image; 1000 rho-hat / n is the same error as an RMS in HU.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .captions import attack_caption, eps_axis, psnr_note
+from .figures import CurvePanel, colours, curves
+from .html import (
+    Markup,
+    Section,
+    bullets,
+    esc,
+    figure,
+    fixed,
+    fmt,
+    heading,
+    paragraph,
+    table,
+)
+from .provenance import Pseudonyms
+from .rundata import RunData
+
+
+def _models_table(data: RunData) -> Markup:
+    training = data.metrics.get("training", {})
+    if not data.schemes:
+        return Markup("")
+    rows = []
+    for name, kind in data.schemes.items():
+        t = training.get(name, {})
+        final = t.get("final", {})
+        rows.append(
+            [
+                name,
+                kind.replace("_", " ") or "–",
+                fmt(t.get("epochs")),
+                fixed(final.get("val_psnr"), 2),
+                fixed(final.get("val_ssim"), 3),
+            ]
+        )
+    return table(
+        ["Network", "Training scheme", "Epochs", "Val PSNR (dB)", "Val SSIM"],
+        rows,
+        caption="Trained reconstruction networks (FBPConvNet: U-Net on the FBP image).",
+    )
+
+
+def _clean_table(data: RunData) -> Markup:
+    clean = data.metrics.get("clean")
+    if not clean:
+        return Markup("")
+    rows = []
+    for split, methods in clean.items():
+        if split == "note" or not isinstance(methods, dict):
+            continue
+        for method, m in methods.items():
+            p, s = m.get("psnr", {}), m.get("ssim", {})
+            rows.append(
+                [
+                    split,
+                    data.method_label(method),
+                    f"{fixed(p.get('mean'), 2)} ± {fixed(p.get('std'), 2)}",
+                    f"{fixed(p.get('min'), 2)} – {fixed(p.get('max'), 2)}",
+                    f"{fixed(s.get('mean'), 3)} ± {fixed(s.get('std'), 3)}",
+                ]
+            )
+    caption = f"Clean (unattacked) reconstruction quality, mean ± SD over slices. {psnr_note(data)}"
+    return table(
+        ["Split", "Method", "PSNR (dB)", "PSNR range (dB)", "SSIM"],
+        rows,
+        table_id="clean-table",
+        caption=caption,
+    )
+
+
+def rho_table(data: RunData, method: str, m: dict[str, Any]) -> Markup:
+    """ε, ‖δ‖, ρ̂ worst and random, RMS HU, attacked PSNR/SSIM of one method (id rho-<method>)."""
+    label, scale = eps_axis(data.metrics["attack"])
+    n = data.metrics.get("data", {}).get("n")
+    rows = []
+    for k, eps in enumerate(m.get("eps", [])):
+        rho = _at(m.get("rho_hat"), k)
+        rows.append(
+            [
+                fmt(eps * scale),
+                fmt(_at(m.get("eps_abs_mean"), k)),
+                fmt(rho),
+                fmt(_at(m.get("rho_hat_random"), k)),
+                fixed(1000 * rho / n, 1) if rho is not None and n else "–",
+                fixed(_at(m.get("psnr"), k), 2),
+                fixed(_at(m.get("ssim"), k), 3),
+            ]
+        )
+    headers = [
+        label,
+        "mean ‖δ‖₂ (absolute)",
+        "ρ̂ worst case",
+        "ρ̂ random δ",
+        "worst case RMS error (HU)",
+        "PSNR attacked (dB)",
+        "SSIM attacked",
+    ]
+    return table(headers, rows, table_id=f"rho-{method}", caption=data.method_label(method))
+
+
+def _at(values: list[Any] | None, k: int) -> Any:
+    return values[k] if values is not None and k < len(values) else None
+
+
+def _glance(data: RunData, models: dict[str, Any]) -> Markup:
+    label, scale = eps_axis(data.metrics["attack"])
+    n = data.metrics.get("data", {}).get("n")
+    items = []
+    for method, m in models.items():
+        if not m.get("eps") or not m.get("rho_hat"):
+            continue
+        k = len(m["eps"]) - 1
+        rho, rnd = m["rho_hat"][k], _at(m.get("rho_hat_random"), k)
+        text = f"{data.method_label(method)}: at ε = {fmt(m['eps'][k] * scale, 3)}"
+        text += "% of ‖y‖₂" if scale == 100.0 else " (absolute)"
+        text += f", worst-case error ρ̂ = {fmt(rho, 3)}"
+        if n:
+            text += f" (RMS {fixed(1000 * rho / n, 1)} HU)"
+        if rnd:
+            text += f", {fmt(rho / rnd, 3)} × the error under random noise of the same size"
+        items.append(text + ".")
+    return bullets(items) if items else Markup("")
+
+
+def rho_figure(data: RunData, models: dict[str, Any]) -> bytes:
+    """ρ̂ vs ε (worst case solid, random dashed) and attacked PSNR vs ε, one colour per model."""
+    label, scale = eps_axis(data.metrics["attack"])
+    names = list(models)
+    rho_series, psnr_series = [], []
+    for colour, method in zip(colours(len(names)), names, strict=True):
+        m = models[method]
+        name = data.method_label(method)
+        rho_series.append((f"{name}, worst case", m["rho_hat"], colour, "-"))
+        if m.get("rho_hat_random"):
+            rho_series.append((f"{name}, random", m["rho_hat_random"], colour, "--"))
+        if m.get("psnr"):
+            psnr_series.append((name, m["psnr"], colour, "-"))
+    eps = [e * scale for e in models[names[0]]["eps"]]
+    values = [v for _, vs, _, _ in rho_series for v in vs if v and v > 0]
+    log_y = bool(values) and max(values) / min(values) > 30
+    panels = [
+        CurvePanel(eps, rho_series, label, "ρ̂ = mean ‖f(y+δ) − x‖₂", "Robustness ρ̂(ε)", log_y=log_y)
+    ]
+    if psnr_series:
+        panels.append(
+            CurvePanel(
+                eps, psnr_series, label, "PSNR under worst-case δ (dB)", "Attacked image quality"
+            )
+        )
+    return curves(panels)
+
+
+def _consistent(models: dict[str, Any]) -> dict[str, Any]:
+    """Models with eps and rho_hat, on the eps grid of the first one (for one shared plot)."""
+    usable = {k: v for k, v in models.items() if v.get("eps") and v.get("rho_hat")}
+    if not usable:
+        return {}
+    grid = next(iter(usable.values()))["eps"]
+    return {k: v for k, v in usable.items() if v["eps"] == grid}
+
+
+def _worst_slices(data: RunData, names: Pseudonyms, shown: dict[int, str], count: int = 3):
+    test = data.metrics.get("clean", {}).get("test", {})
+    attack_models = data.metrics.get("attack", {}).get("models", {})
+    methods = list(dict.fromkeys([*test, *attack_models]))
+    rows = []
+    for method in methods:
+        per_slice = test.get(method, {}).get("psnr_per_slice") or []
+        low = sorted(range(len(per_slice)), key=lambda t: per_slice[t])[:count]
+        low_text = Markup(
+            "; ".join(
+                Markup(f"{_slice_ref(data, names, shown, t)} ({fixed(per_slice[t], 2)} dB)")
+                for t in low
+            )
+        )
+        deltas = attack_models.get(method, {}).get("delta_max_per_slice") or []
+        high_text = "–"
+        if deltas:
+            last = deltas[-1]
+            high = sorted(range(len(last)), key=lambda t: -last[t])[:count]
+            high_text = Markup(
+                "; ".join(
+                    Markup(f"{_slice_ref(data, names, shown, t)} (Δ = {fmt(last[t], 3)})")
+                    for t in high
+                )
+            )
+        rows.append([data.method_label(method), low_text or "–", high_text])
+    if not rows:
+        return Markup("")
+    eps = attack_models and next(iter(attack_models.values())).get("eps")
+    label, scale = eps_axis(data.metrics.get("attack", {})) if eps else ("", 1.0)
+    eps_text = f" at the largest ε ({fmt(eps[-1] * scale, 3)}, {label})" if eps else ""
+    caption = (
+        "Worst test slices: lowest clean PSNR over the whole test split, and largest "
+        f"worst-case error Δmax = ‖f(y+δ) − x‖₂{eps_text} over the attacked slices."
+    )
+    return table(
+        ["Method", "Lowest clean PSNR", "Largest Δmax under attack"], rows, caption=caption
+    )
+
+
+def _slice_ref(data: RunData, names: Pseudonyms, shown: dict[int, str], t: int) -> Markup:
+    """A test slice's short name, linked to its section when the report shows it."""
+    meta = data.test_meta(t)
+    label = f"{meta['series']}:{meta['slice']}" if meta else data.test_label(t)
+    text = esc(names.slice_label(label))
+    return Markup(f'<a href="#{shown[t]}">{text}</a>') if t in shown else Markup(text)
+
+
+def summary_section(data: RunData, names: Pseudonyms, shown: dict[int, str]) -> Section | None:
+    """Models, clean table, ρ̂ tables and curves, worst slices."""
+    body: list[Markup] = [_models_table(data), _clean_table(data)]
+    children: list[tuple[str, str]] = []
+    attack = data.metrics.get("attack", {})
+    models = attack.get("models", {})
+    if models:
+        body.append(heading(3, "Robustness to worst-case measurement perturbations", "robustness"))
+        children.append(("robustness", "Robustness ρ̂(ε)"))
+        body.append(
+            paragraph(
+                "ρ̂(ε) is the average reconstruction error when an adversary may change the "
+                "measured sinogram by at most ε (ℓ2 norm). Lower is more robust. A method whose "
+                "worst-case error is far above its error under random noise of the same size is "
+                "unstable in a way ordinary noise does not reveal."
+            )
+        )
+        body.append(_glance(data, models))
+        plotted = _consistent(models)
+        if plotted:
+            body.append(
+                figure(
+                    rho_figure(data, plotted),
+                    f"Left: ρ̂(ε), mean over {len(attack.get('test_slices', []))} attacked test "
+                    "slices of ‖f(y+δ) − x‖₂ in relative attenuation (solid: worst case found by "
+                    "the attack; dashed: random δ of the same norm). Right: PSNR of the attacked "
+                    f"reconstruction. {attack_caption(data, full=True)} {psnr_note(data)}",
+                    "rho-hat against epsilon for every model",
+                )
+            )
+        for method, m in models.items():
+            body.append(rho_table(data, method, m))
+        body.append(
+            paragraph(
+                "RMS error (HU) = 1000 ρ̂ / n on the n × n grid; PSNR/SSIM of the attacked "
+                "reconstruction against the ground truth, averaged over the attacked slices.",
+                "note",
+            )
+        )
+    worst = _worst_slices(data, names, shown)
+    if worst:
+        body.append(heading(3, "Worst slices", "worst"))
+        children.append(("worst", "Worst slices"))
+        body.append(worst)
+    if not any(body):
+        return None
+    return Section("summary", "Batch summary", Markup("".join(body)), tuple(children))
