@@ -405,7 +405,7 @@ def test_clean_table_and_sections(report):
         assert anchor in page.ids, anchor
     assert "simulated research reconstructions" in text
     assert "PAT0" not in text and "1.2.3.0" not in text, "identifiers must be pseudonymised"
-    assert "Written to DICOM: dicom/; NIFTI: nifti/" in text
+    assert "Written to DICOM: dicom/; NIfTI: nifti/" in text
     assert page.tables["export-series"][1][:3] == ["s02_3_1", "S2", "2 (0, 1)"]
     iterates = page.tables["iterates-plain"][1:]
     assert [r[1] for r in iterates] == ["10", "30", "60"]

@@ -12,19 +12,15 @@ import os
 import tempfile
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-from .antun import instability_section  # noqa: E402
-from .browser import BrowserUnavailableError, print_pdf  # noqa: E402
-from .captions import psnr_note  # noqa: E402
-from .html import Markup, Section, bullets, esc, page, paragraph  # noqa: E402
-from .provenance import Pseudonyms, export_section, header_section  # noqa: E402
-from .rundata import RunData  # noqa: E402
-from .slices import DEFAULT_MAX_SLICES, shown_slices, slice_section  # noqa: E402
-from .summary import summary_section  # noqa: E402
-from .windows import WINDOWS  # noqa: E402
+from .antun import instability_section
+from .browser import BrowserUnavailableError, print_pdf
+from .captions import psnr_note
+from .html import Markup, Section, bullets, esc, page, paragraph
+from .provenance import Pseudonyms, export_section, header_section
+from .rundata import RunData
+from .slices import DEFAULT_MAX_SLICES, shown_slices, slice_section
+from .summary import summary_section
+from .windows import WINDOWS
 
 log = logging.getLogger("ctrobust")
 

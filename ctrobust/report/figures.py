@@ -1,5 +1,5 @@
 """The report's figures as PNG bytes: CT panel grids (PIL, see :mod:`.canvas`) and curves
-(matplotlib, Agg, no pyplot state).
+(matplotlib's Agg canvas, no pyplot state).
 
 Grey-scale CT images are shown through a :class:`~ctrobust.report.windows.Window` with a
 grey bar giving the HU range; signed maps use a diverging map centred on zero with one
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -102,6 +103,7 @@ class CurvePanel:
 def curves(panels: Sequence[CurvePanel], height_in: float = 3.4) -> bytes:
     """Line plots side by side, markers on every measured point."""
     fig = Figure(figsize=(4.6 * len(panels) + 0.4, height_in), layout="constrained")
+    FigureCanvasAgg(fig)
     axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)[0])
     for ax, panel in zip(axes, panels, strict=True):
         for label, values, colour, style in panel.series:

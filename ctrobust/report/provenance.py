@@ -199,7 +199,9 @@ def export_section(data: RunData, names: Pseudonyms) -> Section | None:
         paragraph(f"De-identification: {deid}." if deid else "De-identification: not recorded.")
     )
     places = [
-        f"{k.upper()}: {_where(data, export[k])}" for k in ("dicom", "nifti") if export.get(k)
+        f"{label}: {_where(data, export[key])}"
+        for key, label in (("dicom", "DICOM"), ("nifti", "NIfTI"))
+        if export.get(key)
     ]
     if places:
         body.append(paragraph("Written to " + "; ".join(places) + " (in the run folder)."))
