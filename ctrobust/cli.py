@@ -82,6 +82,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from ctrobust.report import build_report
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"report: '{run_dir}' is not a run folder")
+    html = build_report(run_dir, pdf=args.pdf, max_slices=args.max_slices)
+    print(f"report: {html}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ctrobust",
@@ -131,6 +142,18 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("folder", help="folder of DICOM files (searched recursively)")
     ingest.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     ingest.set_defaults(func=cmd_ingest)
+
+    report = sub.add_parser(
+        "report",
+        help="rebuild RUN_DIR/report/index.html from a run folder, recomputing nothing",
+        description="Rebuild the self-contained HTML report of a finished (or partial) run.",
+    )
+    report.add_argument("run_dir", help="a folder written by `ctrobust run`")
+    report.add_argument("--pdf", action="store_true", help="also print index.pdf (needs Chromium)")
+    report.add_argument(
+        "--max-slices", type=int, default=3, help="test slices shown in detail (default 3)"
+    )
+    report.set_defaults(func=cmd_report)
     return parser
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import os
-import tempfile
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from ctrobust.atomic import atomic_write
 from dicom_io.geometry import Grid
 from dicom_io.series import CTSeries
 
@@ -53,14 +54,8 @@ def write_nifti(
     image.set_sform(affine, code=1)
     image.header.set_xyzt_units("mm")
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(out.suffixes[-2:]) if out.name.endswith(".nii.gz") else out.suffix
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=f".tmp{suffix}")
-    os.close(fd)
-    try:
-        nib.save(image, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    payload = image.to_bytes()
+    if out.name.endswith(".gz"):
+        payload = gzip.compress(payload, mtime=0)
+    atomic_write(out, lambda fh: fh.write(payload))
     return out

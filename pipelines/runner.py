@@ -156,6 +156,7 @@ class Runner:
                 self.ctx.log.info("stage %s: up to date (cached)", stage.name)
                 self._save()
                 continue
+            self._merge_metrics()  # a stage may read metrics.json of the stages before it
             self._run_stage(stage, fp, out, entry)
             self._merge_metrics()
         self._merge_metrics()

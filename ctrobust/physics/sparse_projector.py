@@ -9,8 +9,6 @@ ASTRA's weights are float32 numbers, so they are stored as float32 and widened o
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ctrobust.atomic import atomic_write
 from ctrobust.physics.astra_projector import astra_geometries
 
 
@@ -69,11 +68,13 @@ def _load_or_build(n: int, n_views: int, n_det: int, cache_dir: str | None) -> s
         with np.load(path) as z:
             return sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
     w = build_system_matrix(n, angles, n_det)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, data=w.data, indices=w.indices, indptr=w.indptr, shape=np.array(w.shape))
-    os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+    # atomic: a concurrent reader never sees half a file
+    atomic_write(
+        path,
+        lambda fh: np.savez(
+            fh, data=w.data, indices=w.indices, indptr=w.indptr, shape=np.array(w.shape)
+        ),
+    )
     return w
 
 

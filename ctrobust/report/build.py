@@ -8,9 +8,9 @@ numbers the run measured.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
+
+from ctrobust.atomic import write_text_atomic
 
 from .antun import instability_section
 from .browser import BrowserUnavailableError, print_pdf
@@ -75,18 +75,6 @@ def render(data: RunData, max_slices: int = DEFAULT_MAX_SLICES) -> str:
     return page(f"ctrobust report: {data.name}", intro, sections)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def build_report(run_dir: Path, pdf: bool = False, max_slices: int = DEFAULT_MAX_SLICES) -> Path:
     """Write RUN_DIR/report/index.html from the run folder; returns its path.
 
@@ -99,7 +87,7 @@ def build_report(run_dir: Path, pdf: bool = False, max_slices: int = DEFAULT_MAX
     run_dir = Path(run_dir)
     data = RunData.load(run_dir)
     out = run_dir / "report" / "index.html"
-    _write_atomic(out, render(data, max_slices))
+    write_text_atomic(out, render(data, max_slices))
     if pdf:
         try:
             print_pdf(out)

@@ -20,8 +20,8 @@ def _json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _tensors(path: Path) -> dict[str, Any] | None:
-    return load_tensors(path) if path.exists() else None
+def _tensors(path: Path, mmap: bool = False) -> dict[str, Any] | None:
+    return load_tensors(path, mmap=mmap) if path.exists() else None
 
 
 @dataclass
@@ -48,7 +48,7 @@ class RunData:
             run_dir=run_dir,
             run=_json(run_dir / "run.json"),
             metrics=_json(run_dir / "metrics.json"),
-            simulated=_tensors(cache / "simulate" / "data.pt"),
+            simulated=_tensors(cache / "simulate" / "data.pt", mmap=True),
             test_recons=_tensors(cache / "evaluate" / "test_recons.pt"),
             attack=_tensors(cache / "attack" / "results.pt"),
             instability=_tensors(cache / "instability" / "results.pt"),

@@ -17,8 +17,18 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call `write(fh)` on a temporary file beside `path`, then move it onto `path`."""
+    """Call `write(fh)` on a temporary file beside `path`, then move it onto `path`.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give (mkstemp's
+    are owner-only), so reports and exports stay readable by the user's group.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -27,11 +37,17 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write UTF-8 text atomically."""
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 @contextlib.contextmanager
