@@ -1,0 +1,171 @@
+"""Sinogram-domain worst-case attack: projected gradient ascent on the l2 ball (Raj et al. eq. 7).
+
+Delta_max(x, eps) = max_{||delta||_2 <= eps} ||f(y + delta) - x||_2 is estimated per sample by
+normalised-gradient ascent with momentum, projected back onto the ball after every step; the best
+iterate seen (including delta = 0) is kept, so the estimate never falls below the clean error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ctrobust.attacks._ball import (
+    default_generator,
+    gaussian_like,
+    per_sample,
+    project_l2_ball,
+    random_in_ball,
+    reconstruction_error,
+    resolve_radius,
+    sample_norms,
+)
+
+Reconstructor = Callable[[Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """Outcome of a sinogram-domain attack on a batch; tensors are detached and batch-first.
+
+    Attributes:
+        delta: best perturbation found per sample, shaped like y, ||delta_i|| <= eps_i.
+        error: Delta = ||f(y + delta) - x||_2 per sample, (B,).
+        clean_error: ||f(y) - x||_2 per sample, (B,).
+        eps: absolute l2 radius used per sample, (B,).
+        reconstruction: f(y + delta), shaped like x.
+        iterations: gradient steps taken per sample over all starts, (B,).
+        trace: error of the current iterate at every evaluation, all starts one after the
+            other, (B, T); None unless requested.
+    """
+
+    delta: Tensor
+    error: Tensor
+    clean_error: Tensor
+    eps: Tensor
+    reconstruction: Tensor
+    iterations: Tensor
+    trace: Tensor | None = None
+
+
+def _unit(t: Tensor, fallback: Tensor) -> Tensor:
+    """Each sample scaled to unit l2 norm; a vanishing sample is replaced by ``fallback``'s."""
+    norms = sample_norms(t)
+    ok = norms > torch.finfo(t.dtype).tiny
+    unit = t / per_sample(torch.where(ok, norms, 1.0), t)
+    return torch.where(per_sample(ok, t), unit, fallback)
+
+
+def _stalled(history: list[Tensor], patience: int, tol: float) -> bool:
+    """True when no sample's best error grew by more than ``tol`` (relative) in ``patience``."""
+    if len(history) <= patience:
+        return False
+    now, before = history[-1], history[-1 - patience]
+    return bool((now <= before * (1.0 + tol)).all())
+
+
+def measurement_pga(
+    f: Reconstructor,
+    y: Tensor,
+    x_true: Tensor,
+    eps: float | Tensor,
+    *,
+    n_iter: int = 50,
+    step: float = 1.0,
+    momentum: float = 0.5,
+    relative: bool = False,
+    random_start: bool = False,
+    restarts: int = 0,
+    generator: torch.Generator | None = None,
+    tol: float | None = None,
+    patience: int = 10,
+    record_trace: bool = False,
+) -> AttackResult:
+    """Estimate the worst-case error within an l2 ball around each measurement (Raj eq. 7).
+
+    Each step: g = grad_delta 1/2 ||f(y + delta) - x||^2 (w.r.t. delta only, so nothing is
+    accumulated in f's parameters), normalised per sample; v <- momentum * v + g; delta <-
+    P_ball(delta + step_abs * v / ||v||). The loss is a sum over the batch, so samples stay
+    independent as long as f treats them independently (beware BatchNorm in train mode: the
+    caller decides f's mode).
+
+    Args:
+        f: differentiable map from sinograms (B,1,V,D) to images (B,1,N,N).
+        y: clean measurements (B,1,V,D).
+        x_true: reference images (B,1,N,N).
+        eps: l2 radius, a float or a (B,) tensor; absolute, or relative to ||y_i|| if
+            ``relative`` (eps_abs = eps * ||y_i||).
+        n_iter: gradient steps per start.
+        step: step length as a fraction of eps_abs. Long steps win here: the ascent behaves like
+            a power iteration on the sphere (see docs/attacks.md for the measurements).
+        momentum: weight of the previous direction (0 gives plain normalised PGA); 0.9 was
+            measured 2-4 % weaker than 0.5 at 50 iterations.
+        relative: interpret eps relative to each sample's ||y||.
+        random_start: start the first run at a uniform point of the ball instead of 0.
+        restarts: extra runs from random points of the ball; the best over all runs is kept.
+        generator: source of the random starts and of the fallback direction used where the
+            gradient vanishes (e.g. f(y) == x exactly); None means a CPU generator seeded 0.
+        tol: early stop a run when no sample's best error grew by more than ``tol`` (relative)
+            over the last ``patience`` steps; None runs all ``n_iter`` steps.
+        patience: window of the early-stop test.
+        record_trace: keep the error of every iterate in ``AttackResult.trace``.
+
+    Returns:
+        AttackResult with the best delta per sample and its error.
+    """
+    if n_iter < 0 or restarts < 0 or patience < 1:
+        raise ValueError("n_iter and restarts must be >= 0 and patience >= 1")
+    y, x_true = y.detach(), x_true.detach()
+    radius = resolve_radius(eps, y, relative)
+    step_abs = per_sample(radius * step, y)
+    gen = default_generator(generator)
+
+    with torch.no_grad():
+        best_recon = f(y).detach()
+    clean_error = reconstruction_error(best_recon, x_true)
+    best_error = clean_error.clone()
+    best_delta = torch.zeros_like(y)
+    iterations = torch.zeros(y.shape[0], dtype=torch.long, device=y.device)
+    trace: list[Tensor] = []
+
+    for run in range(restarts + 1):
+        from_random = random_start or run > 0
+        delta = random_in_ball(y, radius, gen) if from_random else torch.zeros_like(y)
+        fallback = _unit(gaussian_like(y, gen), torch.zeros_like(y))
+        velocity = torch.zeros_like(y)
+        run_best: list[Tensor] = []
+        for k in range(n_iter + 1):
+            last = k == n_iter
+            with torch.set_grad_enabled(not last):
+                delta.requires_grad_(not last)
+                recon = f(y + delta)
+                if not last:
+                    loss = 0.5 * (recon - x_true).pow(2).sum()
+                    (grad,) = torch.autograd.grad(loss, delta)
+            recon, delta = recon.detach(), delta.detach()
+            error = reconstruction_error(recon, x_true)
+            better = error > best_error
+            best_error = torch.where(better, error, best_error)
+            best_delta = torch.where(per_sample(better, y), delta, best_delta)
+            best_recon = torch.where(per_sample(better, recon), recon, best_recon)
+            if record_trace:
+                trace.append(error)
+            run_best.append(torch.maximum(run_best[-1], error) if run_best else error)
+            if last or (tol is not None and _stalled(run_best, patience, tol)):
+                break
+            velocity = momentum * velocity + _unit(grad, fallback)
+            delta = project_l2_ball(delta + step_abs * _unit(velocity, fallback), radius)
+            iterations += 1
+
+    return AttackResult(
+        delta=best_delta,
+        error=best_error,
+        clean_error=clean_error,
+        eps=radius,
+        reconstruction=best_recon,
+        iterations=iterations,
+        trace=torch.stack(trace, dim=1) if record_trace else None,
+    )
