@@ -144,10 +144,21 @@ class ImageDomainAttackConfig(_Strict):
 
     enabled: bool = True
     lam: NonNegativeFloat = 0.01
-    n_iter: PositiveInt = 60
+    n_iter: PositiveInt = 200
     step: PositiveFloat = 0.01
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    levels: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = Field(
+        (0.01, 0.02, 0.04),
+        description="r1, r2, r3 are the first iterates with ||r|| >= level ||x||",
+    )
     slices: PositiveInt = 1
+
+    @field_validator("levels")
+    @classmethod
+    def _increasing(cls, levels: tuple[float, float, float]) -> tuple[float, float, float]:
+        if not levels[0] < levels[1] < levels[2]:
+            raise ValueError("must increase strictly (r1 < r2 < r3)")
+        return levels
 
 
 class AttackConfig(_Strict):
@@ -157,7 +168,9 @@ class AttackConfig(_Strict):
     eps: list[NonNegativeFloat] = Field(default_factory=lambda: [0.005, 0.01, 0.02, 0.05])
     relative: bool = Field(True, description="eps relative to ||y||_2 per slice")
     n_iter: PositiveInt = 40
-    step: PositiveFloat = Field(0.1, description="step as a fraction of eps")
+    step: PositiveFloat | None = Field(
+        None, description="step as a fraction of eps; null = the attack's default"
+    )
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     restarts: Annotated[int, Field(ge=0)] = 0
     random_start: bool = False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipelines.runner import Stage
-from pipelines.stages import evaluate, export, ingest, simulate, train
+from pipelines.stages import attack, evaluate, export, ingest, report, simulate, train
 
 DATA_KEYS = ("data.folder", "data.max_series", "data.slices_per_series")
 
@@ -21,10 +21,24 @@ def ct_stages() -> list[Stage]:
         Stage("train", train.run, config_keys=("model", "train", "seed"), depends_on=("simulate",)),
         Stage("evaluate", evaluate.run, config_keys=(), depends_on=("train",)),
         Stage(
+            "attack",
+            attack.run,
+            config_keys=("attack",),
+            depends_on=("train",),
+            enabled=lambda cfg: cfg.attack.enabled,
+        ),
+        Stage(
             "export",
             export.run,
             config_keys=("export", "attack.enabled", "attack.max_slices"),
             depends_on=("evaluate", "attack"),
             enabled=lambda cfg: cfg.export.enabled,
+        ),
+        Stage(
+            "report",
+            report.run,
+            config_keys=("report",),
+            depends_on=("evaluate", "attack", "export"),
+            enabled=lambda cfg: cfg.report.enabled,
         ),
     ]

@@ -17,9 +17,26 @@ def _clean_table(clean: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _attack_table(attack: dict[str, Any]) -> list[str]:
+    settings = attack["settings"]
+    unit = "% of ||y||" if settings["relative"] else "absolute"
+    lines = [f"Worst-case error rho-hat(eps) (eps {unit}; PGA {settings['n_iter']} iterations)"]
+    eps = settings["eps"]
+    scale = 100 if settings["relative"] else 1
+    lines.append(f"  {'method':<14} " + " ".join(f"{e * scale:>9.3g}" for e in eps) + "   s/slice")
+    for method, figures in attack["models"].items():
+        values = " ".join(f"{v:>9.3f}" for v in figures["rho_hat"])
+        lines.append(f"  {method:<14} {values}   {figures['seconds_per_slice']:.2f}")
+        random = " ".join(f"{v:>9.3f}" for v in figures["rho_hat_random"])
+        lines.append(f"  {'  random':<14} {random}")
+    return lines
+
+
 def format_summary(metrics: dict[str, Any]) -> str:
     """The headline tables of a run, as printed at the end of ``ctrobust run``."""
     lines: list[str] = []
     if "clean" in metrics:
         lines += _clean_table(metrics["clean"])
+    if "attack" in metrics:
+        lines += _attack_table(metrics["attack"])
     return "\n".join(lines)

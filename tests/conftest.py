@@ -27,6 +27,14 @@ model:
 train:
   epochs: 2
   batch_size: 4
+attack:
+  eps: [0.01, 0.05]
+  n_iter: 5
+  random_draws: 2
+  max_slices: 2
+  image_domain:
+    n_iter: 60
+    step: 0.05
 """
 
 

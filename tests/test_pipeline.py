@@ -31,6 +31,10 @@ def test_run_writes_results_and_rerun_recomputes_nothing(tiny_config: Path, tmp_
     assert {s["status"] for s in first["stages"].values()} <= {"done", "disabled"}
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["clean"]["test"]) == {"fbp24", "plain"}
+    assert set(metrics["attack"]["models"]) == {"fbp24", "plain"}
+    assert len(metrics["attack"]["models"]["plain"]["rho_hat"]) == 2
+    assert (out / "report" / "index.html").exists()
+    assert list((out / "dicom").glob("*/plain_attacked_eps0.05/*.dcm"))
     assert metrics["data"]["split_by"] == "patient"
     assert metrics["training"]["plain"]["epochs"] == 2
     assert (out / "log.txt").read_text().count("stage train: running") == 1
@@ -43,13 +47,28 @@ def test_run_writes_results_and_rerun_recomputes_nothing(tiny_config: Path, tmp_
     third = _run(tiny_config, out, "train.epochs=3")
     status = {name: s["status"] for name, s in third["stages"].items()}
     assert status["ingest"] == status["simulate"] == "cached"
-    assert status["train"] == status["evaluate"] == "done"
+    assert status["train"] == status["evaluate"] == status["attack"] == "done"
+
+    fourth = _run(tiny_config, out, "train.epochs=3", "attack.n_iter=6")
+    status = {name: s["status"] for name, s in fourth["stages"].items()}
+    assert status["train"] == status["evaluate"] == "cached"
+    assert status["attack"] == status["export"] == status["report"] == "done"
 
 
 def test_sigkill_during_training_resumes_from_checkpoint(tiny_config: Path, tmp_path: Path) -> None:
     slow = ["--set", "train.epochs=60", "--set", "data.slices_per_series=8"]
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "ctrobust.cli", "run", str(tiny_config), "--out", str(out), "--quiet", *slow]
+    command = [
+        sys.executable,
+        "-m",
+        "ctrobust.cli",
+        "run",
+        str(tiny_config),
+        "--out",
+        str(out),
+        "--quiet",
+        *slow,
+    ]
     process = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.time() + 240
     checkpoints = out / "checkpoints" / "plain"
