@@ -31,7 +31,11 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("physics:\n  views: many\n", "physics.views", "integer"),
         ("attack:\n  eps: [0.01, -0.02]\n", "attack.eps.1", "greater than or equal to 0"),
         ("data:\n  folder: /no/such/folder\n", "data.folder", "does not exist"),
-        ("train:\n  schemes:\n    - name: a\n      scheme: weight_decay\n", "train.schemes.0", "weight_decay > 0"),
+        (
+            "train:\n  schemes:\n    - name: a\n      scheme: weight_decay\n",
+            "train.schemes.0",
+            "weight_decay > 0",
+        ),
         ("surprise: 1\n", "surprise", "unknown key"),
     ],
 )
@@ -56,7 +60,9 @@ def test_yaml_is_data_not_code(tmp_path: Path) -> None:
         load_config(path)
 
 
-def test_cli_reports_config_error_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_reports_config_error_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     path = _write(tmp_path, "physics:\n  views: -3\n")
     code = main(["run", str(path), "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
