@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -20,33 +19,18 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
-def _setup_logging(run_dir: Path | None, quiet: bool, debug: bool) -> logging.Logger:
-    log = logging.getLogger("ctrobust")
-    log.handlers.clear()
-    log.setLevel(logging.DEBUG)
-    log.propagate = False
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
-    console.setFormatter(logging.Formatter("%(message)s"))
-    log.addHandler(console)
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        file = logging.FileHandler(run_dir / "log.txt")
-        file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        log.addHandler(file)
-    return log
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from ctrobust.config import load_config
     from pipelines.run import run_pipeline
 
     cfg = load_config(Path(args.config), args.set)
     run_dir = Path(args.out) if args.out else Path("runs") / cfg.name
-    log = _setup_logging(run_dir, args.quiet, getattr(args, "debug", False))
-    metrics = run_pipeline(cfg, run_dir, log=log, show_progress=not args.quiet)
-    log.info("run folder: %s", run_dir)
+    debug = getattr(args, "debug", False)
+    metrics = run_pipeline(
+        cfg, run_dir, quiet=args.quiet, debug=debug, nproc_per_node=args.nproc_per_node
+    )
     if not args.quiet:
+        print(f"run folder: {run_dir}")
         from pipelines.summary import format_summary
 
         print(format_summary(metrics))
@@ -118,6 +102,14 @@ def _parser() -> argparse.ArgumentParser:
         help="override a config value, e.g. --set data.folder=/path/to/dicom (repeatable)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    run.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run training and attacks in N processes (gloo on CPU, nccl on GPUs); "
+        "under torchrun the process group comes from its environment",
+    )
     run.add_argument(
         "--debug",
         action="store_true",

@@ -18,7 +18,13 @@ def ct_stages() -> list[Stage]:
             config_keys=("data.n", "data.test_fraction", "data.val_fraction", "physics", "seed"),
             depends_on=("ingest",),
         ),
-        Stage("train", train.run, config_keys=("model", "train", "seed"), depends_on=("simulate",)),
+        Stage(
+            "train",
+            train.run,
+            config_keys=("model", "train", "seed"),
+            depends_on=("simulate",),
+            distributed=True,
+        ),
         Stage("evaluate", evaluate.run, config_keys=(), depends_on=("train",)),
         Stage(
             "attack",
@@ -26,6 +32,7 @@ def ct_stages() -> list[Stage]:
             config_keys=("attack",),
             depends_on=("train",),
             enabled=lambda cfg: cfg.attack.enabled,
+            distributed=True,
         ),
         Stage(
             "export",

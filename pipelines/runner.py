@@ -26,6 +26,7 @@ import torch
 
 import ctrobust
 from ctrobust.config import RunConfig
+from ctrobust.distributed import barrier, is_main, world_size
 from pipelines.io import atomic_write_json
 
 StageFn = Callable[["RunContext", Path], dict[str, Any]]
@@ -40,6 +41,7 @@ class Stage:
     config_keys: tuple[str, ...]
     depends_on: tuple[str, ...] = ()
     enabled: Callable[[RunConfig], bool] = lambda cfg: True
+    distributed: bool = False
 
 
 @dataclass
@@ -120,11 +122,13 @@ class Runner:
             "versions": versions(),
             "seed": ctx.cfg.seed,
             "device": str(ctx.device),
+            "processes": world_size(),
             "stages": {},
         }
 
     def _save(self) -> None:
-        atomic_write_json(self.run_json, self.record)
+        if is_main():
+            atomic_write_json(self.run_json, self.record)
 
     def _merge_metrics(self) -> None:
         metrics: dict[str, Any] = {}
@@ -133,12 +137,19 @@ class Runner:
             if stage.enabled(self.ctx.cfg) and path.exists():
                 metrics.update(json.loads(path.read_text()))
         self.ctx.metrics = metrics
-        atomic_write_json(self.ctx.run_dir / "metrics.json", metrics)
+        if is_main():
+            atomic_write_json(self.ctx.run_dir / "metrics.json", metrics)
 
     def run(self) -> dict[str, Any]:
-        """Run every enabled stage not already done with the same fingerprint."""
+        """Run every enabled stage not already done with the same fingerprint.
+
+        With several processes every rank walks the same stages: a ``distributed``
+        stage runs in all of them, any other on rank 0 while the others wait; only
+        rank 0 writes to the run folder.
+        """
         upstream: dict[str, str] = {}
-        (self.ctx.run_dir / "cache").mkdir(parents=True, exist_ok=True)
+        if is_main():
+            (self.ctx.run_dir / "cache").mkdir(parents=True, exist_ok=True)
         for stage in self.stages:
             entry = self.record["stages"].setdefault(stage.name, {})
             if not stage.enabled(self.ctx.cfg):
@@ -148,6 +159,7 @@ class Runner:
             upstream[stage.name] = fp
             self.ctx.fingerprints[stage.name] = fp
             out = self.ctx.stage_dir(stage.name)
+            barrier()  # every rank sees what rank 0 finished
             done = out / "done.json"
             previous = json.loads(done.read_text()) if done.exists() else {}
             if previous.get("fingerprint") == fp:
@@ -157,17 +169,24 @@ class Runner:
                 self._save()
                 continue
             self._merge_metrics()  # a stage may read metrics.json of the stages before it
-            self._run_stage(stage, fp, out, entry)
+            if stage.distributed or is_main():
+                self._run_stage(stage, fp, out, entry)
+            else:
+                entry.update(status="done on rank 0", fingerprint=fp)
             self._merge_metrics()
+        barrier()
         self._merge_metrics()
         self._save()
         return self.ctx.metrics
 
     def _run_stage(self, stage: Stage, fp: str, out: Path, entry: dict[str, Any]) -> None:
         partial = out.with_name(out.name + ".partial")
-        if partial.exists():
-            shutil.rmtree(partial)
-        partial.mkdir(parents=True)
+        if is_main():
+            if partial.exists():
+                shutil.rmtree(partial)
+            partial.mkdir(parents=True)
+        if stage.distributed:
+            barrier()
         entry.clear()
         entry.update(status="running", fingerprint=fp, started=time.strftime("%Y-%m-%dT%H:%M:%S"))
         self._save()
@@ -179,6 +198,8 @@ class Runner:
             entry.update(status="failed", seconds=round(time.perf_counter() - start, 2))
             self._save()
             raise
+        if stage.distributed:
+            barrier()
         seconds = round(time.perf_counter() - start, 2)
         done = {
             "fingerprint": fp,
@@ -186,10 +207,12 @@ class Runner:
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "summary": summary,
         }
+        entry.update(done, status="done")
+        if not is_main():
+            return
         atomic_write_json(partial / "done.json", done)
         if out.exists():
             shutil.rmtree(out)
         partial.rename(out)
-        entry.update(done, status="done")
         self.ctx.log.info("stage %s: done in %.1f s", stage.name, seconds)
         self._save()

@@ -6,6 +6,7 @@ import torch
 from ignite.engine import Engine
 
 from ctrobust.config import RunConfig, SchemeConfig
+from ctrobust.distributed import distribute_model
 from ctrobust.models import FBPConvNet
 from ctrobust.models.generator import PerturbationGenerator
 from ctrobust.simulation import SimulatedSlices
@@ -33,6 +34,7 @@ def build_adversarial_engine(
         hidden=adv.g_hidden,
         generator=torch.Generator().manual_seed(cfg.seed),
     ).to(device)
+    G = distribute_model(G, device)
     opt_G = paper_adam(G.parameters(), lr=adv.g_lr)
     engine = create_adversarial_trainer(
         f,

@@ -19,12 +19,13 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver, ProgressBar, global_step_from_engine
 from torch.utils.data import DataLoader, TensorDataset
 
+from ctrobust.atomic import write_text_atomic
 from ctrobust.config import RunConfig, SchemeConfig
+from ctrobust.distributed import GlobalBatchSampler, distribute_model, is_main
 from ctrobust.models import FBPConvNet, ResidualUNet, build_residual_unet
 from ctrobust.physics import ParallelBeam2D
 from ctrobust.simulation import SimulatedSlices
 from ctrobust.training.supervised import (
-    EpochSeededSampler,
     Penalty,
     attach_epoch_seeding,
     create_evaluator,
@@ -71,7 +72,7 @@ def _build_engine(
     device: torch.device,
 ) -> tuple[Engine, DataLoader, dict[str, object]]:
     """The engine, its loader and the extra objects its checkpoint must hold."""
-    sampler = EpochSeededSampler(len(train), cfg.seed)
+    sampler = GlobalBatchSampler(len(train), cfg.train.batch_size, cfg.seed)
     if scheme.scheme != "adversarial":
         dataset = TensorDataset(train.fbp, train.x_gt)
         engine = create_supervised_trainer(
@@ -90,7 +91,7 @@ def _build_engine(
         engine, extra = build_adversarial_engine(
             scheme, cfg, FBPConvNet(op, net), optimizer, train, device
         )
-    loader = DataLoader(dataset, batch_size=cfg.train.batch_size, sampler=sampler, drop_last=False)
+    loader = DataLoader(dataset, batch_sampler=sampler)
     attach_epoch_seeding(engine, sampler)
     return engine, loader, extra
 
@@ -123,7 +124,8 @@ def train_scheme(
         if cfg.train.lr_schedule == "cosine"
         else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     )
-    engine, loader, extra = _build_engine(scheme, cfg, net, optimizer, op, train, device)
+    model = distribute_model(net, device)
+    engine, loader, extra = _build_engine(scheme, cfg, model, optimizer, op, train, device)
     engine.add_event_handler(Events.EPOCH_COMPLETED, lambda _: schedule.step())
 
     to_save = {"net": net, "optimizer": optimizer, "schedule": schedule, "trainer": engine, **extra}
@@ -160,12 +162,11 @@ def train_scheme(
             evaluator.run(val_loader)
             row.update({f"val_{k}": float(v) for k, v in evaluator.state.metrics.items()})
         history.append(row)
-        tmp = history_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(history, indent=1))
-        tmp.replace(history_path)
-        log.info("%s: %s", scheme.name, ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
+        if is_main():
+            write_text_atomic(history_path, json.dumps(history, indent=1))
+            log.info("%s: %s", scheme.name, ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
 
-    if show_progress:
+    if show_progress and is_main():
         ProgressBar(desc=f"train {scheme.name}", persist=False).attach(
             engine,
             output_transform=lambda out: {"loss": out.get("mse", out.get("loss_clean", 0.0))},

@@ -9,34 +9,17 @@ so a run resumed from a checkpoint sees the same batches as an uninterrupted one
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from ignite.engine import Engine, Events
 from ignite.metrics import PSNR, SSIM
 from torch import nn
-from torch.utils.data import Sampler
 
 from ctrobust.metrics import DATA_RANGE
 
 Penalty = Callable[[nn.Module], torch.Tensor]
-
-
-class EpochSeededSampler(Sampler[int]):
-    """Shuffles with a seed derived from (seed, epoch): repeatable across resumes."""
-
-    def __init__(self, length: int, seed: int) -> None:
-        self.length, self.seed, self.epoch = length, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.length, generator=generator).tolist())
-
-    def __len__(self) -> int:
-        return self.length
 
 
 def random_dihedral(*images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -81,7 +64,11 @@ def create_supervised_trainer(
     return Engine(update)
 
 
-def attach_epoch_seeding(engine: Engine, sampler: EpochSeededSampler) -> None:
+class EpochAware(Protocol):
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+def attach_epoch_seeding(engine: Engine, sampler: EpochAware) -> None:
     """Tell the sampler which epoch is starting (also after a resume)."""
 
     @engine.on(Events.EPOCH_STARTED)

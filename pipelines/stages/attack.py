@@ -26,6 +26,7 @@ from ctrobust.attacks import (
     random_perturbation_baseline,
     run_attack_over_loader,
 )
+from ctrobust.distributed import gather_rows, is_main, shard
 from ctrobust.metrics import DATA_RANGE_NOTE, psnr_per_slice, ssim_per_slice
 from ctrobust.models import FBPConvNet
 from ctrobust.physics import ParallelBeam2D
@@ -52,58 +53,72 @@ def attacked_methods(ctx: RunContext, op: ParallelBeam2D) -> dict[str, Reconstru
     return methods
 
 
-def _attack_method(
-    ctx: RunContext, f: Reconstructor, test: SimulatedSlices, name: str
-) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    """PGA and random baseline at every eps for one method; figures and tensors."""
+def _attack_shard(
+    ctx: RunContext, f: Reconstructor, test: SimulatedSlices, eps: float
+) -> dict[str, Tensor]:
+    """PGA and the random baseline at one eps on this process's test slices."""
     cfg = ctx.cfg.attack
+    loader = DataLoader(TensorDataset(test.y, test.x_gt), batch_size=cfg.batch_size)
+    pga = partial(
+        measurement_pga,
+        eps=eps,
+        relative=cfg.relative,
+        n_iter=cfg.n_iter,
+        momentum=cfg.momentum,
+        restarts=cfg.restarts,
+        random_start=cfg.random_start,
+        generator=torch.Generator(device=ctx.device).manual_seed(ctx.cfg.seed),
+        **({} if cfg.step is None else {"step": cfg.step}),
+    )
+    random = partial(
+        random_perturbation_baseline,
+        eps=eps,
+        relative=cfg.relative,
+        n_draws=cfg.random_draws,
+        generator=torch.Generator(device=ctx.device).manual_seed(ctx.cfg.seed),
+    )
+    progress = ctx.show_progress and is_main()
+    result = run_attack_over_loader(
+        create_attack_engine(f, pga, ctx.device, progress=progress), loader
+    )
+    baseline = run_attack_over_loader(
+        create_attack_engine(f, random, ctx.device, progress=False), loader
+    )
+    return {
+        "delta": result.delta,
+        "attacked": result.reconstruction,
+        "eps_abs": result.eps,
+        "error": result.error,
+        "random_error": baseline.mean_error,
+    }
+
+
+def _attack_method(
+    ctx: RunContext, f: Reconstructor, test: SimulatedSlices
+) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """Every eps for one method, test slices sharded over processes; figures and tensors."""
+    cfg = ctx.cfg.attack
+    rows = shard(range(len(test)))
+    if not rows:
+        raise ValueError(f"{len(test)} attacked test slices cannot be shared by more processes")
+    local = test.subset(rows)
     keys = ("eps_abs_mean", "rho_hat", "rho_hat_random", "psnr", "ssim", "delta_max_per_slice")
     figures: dict[str, Any] = {"eps": list(cfg.eps), **{k: [] for k in keys}}
-    deltas, attacked, radii = [], [], []
-    loader = DataLoader(TensorDataset(test.y, test.x_gt), batch_size=cfg.batch_size)
-    pga_seconds = 0.0
+    per_eps = []
+    start = time.perf_counter()
     for eps in cfg.eps:
-        pga = partial(
-            measurement_pga,
-            eps=eps,
-            relative=cfg.relative,
-            n_iter=cfg.n_iter,
-            momentum=cfg.momentum,
-            restarts=cfg.restarts,
-            random_start=cfg.random_start,
-            generator=torch.Generator(device=ctx.device).manual_seed(ctx.cfg.seed),
-            **({} if cfg.step is None else {"step": cfg.step}),
-        )
-        random = partial(
-            random_perturbation_baseline,
-            eps=eps,
-            relative=cfg.relative,
-            n_draws=cfg.random_draws,
-            generator=torch.Generator(device=ctx.device).manual_seed(ctx.cfg.seed),
-        )
-        start = time.perf_counter()
-        result = run_attack_over_loader(
-            create_attack_engine(f, pga, ctx.device, progress=ctx.show_progress), loader
-        )
-        pga_seconds += time.perf_counter() - start
-        baseline = run_attack_over_loader(
-            create_attack_engine(f, random, ctx.device, progress=False), loader
-        )
-        recon = result.reconstruction
-        figures["eps_abs_mean"].append(float(result.eps.mean()))
-        figures["rho_hat"].append(float(result.error.mean()))
-        figures["rho_hat_random"].append(float(baseline.mean_error.mean()))
-        figures["psnr"].append(float(psnr_per_slice(recon, test.x_gt).mean()))
-        figures["ssim"].append(float(ssim_per_slice(recon, test.x_gt).mean()))
-        figures["delta_max_per_slice"].append([round(float(e), 5) for e in result.error])
-        deltas.append(result.delta)
-        attacked.append(recon)
-        radii.append(result.eps)
-    figures["seconds_per_slice"] = pga_seconds / (len(test) * len(cfg.eps))
+        parts = _attack_shard(ctx, f, local, eps)
+        per_eps.append({k: gather_rows(v, rows, len(test)) for k, v in parts.items()})
+    figures["seconds_per_slice"] = (time.perf_counter() - start) / (len(test) * len(cfg.eps))
+    for full in per_eps:
+        figures["eps_abs_mean"].append(float(full["eps_abs"].mean()))
+        figures["rho_hat"].append(float(full["error"].mean()))
+        figures["rho_hat_random"].append(float(full["random_error"].mean()))
+        figures["psnr"].append(float(psnr_per_slice(full["attacked"], test.x_gt).mean()))
+        figures["ssim"].append(float(ssim_per_slice(full["attacked"], test.x_gt).mean()))
+        figures["delta_max_per_slice"].append([round(float(e), 5) for e in full["error"]])
     tensors = {
-        "delta": torch.stack(deltas),
-        "attacked": torch.stack(attacked),
-        "eps_abs": torch.stack(radii),
+        k: torch.stack([full[k] for full in per_eps]) for k in ("delta", "attacked", "eps_abs")
     }
     return figures, tensors
 
@@ -176,12 +191,12 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     methods = attacked_methods(ctx, op)
     models, tensors = {}, {}
     for name, f in methods.items():
-        models[name], tensors[name] = _attack_method(ctx, f, test, name)
+        models[name], tensors[name] = _attack_method(ctx, f, test)
         ctx.log.info(
             "attack %s: rho-hat %s", name, ", ".join(f"{v:.3f}" for v in models[name]["rho_hat"])
         )
     image_domain, image_tensors = {}, {}
-    if cfg.image_domain.enabled:
+    if cfg.image_domain.enabled and is_main():
         for scheme in ctx.cfg.train.schemes:
             image_domain[scheme.name], image_tensors[scheme.name] = _image_domain(
                 ctx, methods[scheme.name], op, test
@@ -208,6 +223,8 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
         "models": models,
         "image_domain": image_domain,
     }
+    if not is_main():
+        return {}
     save_tensors(
         out / "results.pt",
         {

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ctrobust.distributed import barrier, is_main
 from ctrobust.models import ResidualUNet, build_residual_unet
 from ctrobust.physics import ParallelBeam2D
 from ctrobust.training.fit import train_scheme
@@ -45,10 +46,12 @@ def _checkpoint_dir(ctx: RunContext, name: str) -> Path:
     folder = ctx.run_dir / "checkpoints" / name
     stamp = folder / "fingerprint.txt"
     fp = ctx.fingerprints["train"]
-    if folder.exists() and (not stamp.exists() or stamp.read_text() != fp):
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(fp)
+    if is_main():
+        if folder.exists() and (not stamp.exists() or stamp.read_text() != fp):
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(fp)
+    barrier()
     return folder
 
 
@@ -70,14 +73,16 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
             show_progress=ctx.show_progress,
             log=ctx.log,
         )
-        state = {k: v.detach().cpu() for k, v in result.net.state_dict().items()}
-        save_tensors(out / f"{scheme.name}.pt", state)
+        if is_main():
+            state = {k: v.detach().cpu() for k, v in result.net.state_dict().items()}
+            save_tensors(out / f"{scheme.name}.pt", state)
         histories[scheme.name] = result.history
         summary[scheme.name] = {
             "epochs": len(result.history),
             "resumed_from_epoch": result.resumed_from_epoch,
             "final": result.history[-1] if result.history else {},
         }
-    atomic_write_json(out / "history.json", histories)
-    atomic_write_json(out / "metrics.json", {"training": summary})
+    if is_main():
+        atomic_write_json(out / "history.json", histories)
+        atomic_write_json(out / "metrics.json", {"training": summary})
     return summary
