@@ -8,9 +8,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from scipy.ndimage import binary_fill_holes
-from skimage.data import shepp_logan_phantom
-from skimage.transform import resize
 
 from ctrobust.instability import (
     SUITS,
@@ -27,6 +24,7 @@ from ctrobust.instability import (
     recovery_score,
     render_symbols,
     render_text,
+    shepp_logan_head,
     sirt_reconstruct,
     sirt_reconstructor,
     tv_reconstruct,
@@ -36,14 +34,6 @@ from ctrobust.instability import (
 )
 from ctrobust.metrics import psnr_per_slice
 from ctrobust.physics import ParallelBeam2D
-
-
-def head_phantom(n: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Shepp-Logan as relative attenuation: inside the head 0.8 + phantom (brain ~1.0, skull
-    ~1.8), air 0 outside; (1, 1, n, n), piecewise constant."""
-    ph = resize(shepp_logan_phantom(), (n, n), anti_aliasing=True)
-    head = binary_fill_holes(ph > 0.05)
-    return torch.tensor(head * (0.8 + ph), dtype=dtype)[None, None]
 
 
 def noisy(y: torch.Tensor, level: float, seed: int) -> torch.Tensor:
@@ -84,7 +74,7 @@ def test_gradient_and_divergence_are_negative_adjoints():
 
 
 def test_tv_decreases_objective_and_beats_fbp_at_50_views(op50):
-    x = head_phantom(64)
+    x = shepp_logan_head(64)
     y = noisy(op50.A(x), 0.01, seed=1)
     rec, info = tv_reconstruct(op50, y, lam=1.0, n_iter_max=400, tol=1e-4)
     history = info.objective[:, 0]
@@ -99,7 +89,7 @@ def test_tv_decreases_objective_and_beats_fbp_at_50_views(op50):
 
 
 def test_tv_accepts_one_weight_per_sample(op50):
-    x = torch.cat([head_phantom(64), head_phantom(64).flip(-2)])
+    x = torch.cat([shepp_logan_head(64), shepp_logan_head(64).flip(-2)])
     y = op50.A(x)
     both, info = tv_reconstruct(op50, y, lam=torch.tensor([0.1, 10.0]), n_iter_max=5, tol=0)
     second, _ = tv_reconstruct(op50, y[1:], lam=10.0, n_iter_max=5, tol=0)
@@ -108,7 +98,7 @@ def test_tv_accepts_one_weight_per_sample(op50):
 
 
 def test_sirt_residual_decreases(op50):
-    x = head_phantom(64)
+    x = shepp_logan_head(64)
     y = op50.A(x)
     rec, info = sirt_reconstruct(op50, y, n_iter=60, tol=0)
     res = info.residual[:, 0]
@@ -130,7 +120,7 @@ def test_unrolled_sirt_is_linear_without_nonneg(op50):
 
 def test_unrolled_tv_matches_solver_iterate_and_is_differentiable():
     op = ParallelBeam2D(16, 12, dtype=torch.float64)
-    x = head_phantom(16, torch.float64)
+    x = shepp_logan_head(16, torch.float64)
     y = noisy(op.A(x), 0.01, seed=3)
     f = unrolled_tv(op, lam=0.5, n_iter=15)
     solver, _ = tv_reconstruct(op, y, 0.5, n_iter_max=15, tol=0)
@@ -152,7 +142,7 @@ def test_unrolled_tv_matches_solver_iterate_and_is_differentiable():
 
 def test_choose_tv_weight_scores_on_the_training_split():
     op = ParallelBeam2D(32, 24)
-    x_train = torch.cat([head_phantom(32), head_phantom(32).flip(-1)])
+    x_train = torch.cat([shepp_logan_head(32), shepp_logan_head(32).flip(-1)])
     y_clean = op.A(x_train)
     candidates = [0.01, 0.3, 3.0]
     lam_clean, table = choose_tv_weight(op, y_clean, x_train, candidates, n_iter_max=150)
@@ -179,7 +169,7 @@ def test_render_sizes_in_pixels_and_mm():
 
 
 def test_auto_insertion_stays_inside_the_body():
-    x = head_phantom(128)
+    x = shepp_logan_head(128)
     mask = render_symbols(128, height=10)
     ins = insert_detail(x, mask, contrast_hu=300.0)
     top, left, bottom, right = ins.boxes[0]
@@ -190,7 +180,7 @@ def test_auto_insertion_stays_inside_the_body():
 
 def test_detail_score_is_one_for_a_perfect_method_and_zero_for_an_ignoring_one():
     op = ParallelBeam2D(64, 50)
-    x = head_phantom(64)
+    x = shepp_logan_head(64)
     ins = insert_detail(x, render_symbols(64, height=6), contrast_hu=200.0)
     y_with = op.A(ins.x)
 
@@ -209,7 +199,7 @@ def test_detail_score_is_one_for_a_perfect_method_and_zero_for_an_ignoring_one()
 
 
 def test_fbp_recovers_most_of_a_detail(op50):
-    x = head_phantom(64)
+    x = shepp_logan_head(64)
     ins = insert_detail(x, render_symbols(64, height=6), contrast_hu=300.0)
     result = evaluate_detail({"fbp": fbp_reconstructor}, op50, x, ins)["fbp"].summary()
     assert 0.6 < result["score_mean"] < 1.1
@@ -218,7 +208,7 @@ def test_fbp_recovers_most_of_a_detail(op50):
 
 def test_inserted_text_is_legible_in_a_saved_png():
     n = 128
-    x = head_phantom(n)
+    x = shepp_logan_head(n)
     mask = render_text("CAN U SEE IT", n, height=8)
     ins = insert_detail(x, mask, contrast_hu=300.0)
     change = (as_png(ins.x[0, 0]) - as_png(x[0, 0]))[None, None]
@@ -231,7 +221,7 @@ def test_inserted_text_is_legible_in_a_saved_png():
 
 
 def test_more_views_improve_classical_methods_and_flag_a_degrading_one():
-    x = head_phantom(32)
+    x = shepp_logan_head(32)
     seen_shapes = []
 
     def image_net(fbp_image):
@@ -262,7 +252,7 @@ def test_more_views_improve_classical_methods_and_flag_a_degrading_one():
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_tv_and_sirt_on_cuda_match_cpu():
-    x = head_phantom(64)
+    x = shepp_logan_head(64)
     cpu = ParallelBeam2D(64, 50)
     gpu = ParallelBeam2D(64, 50, device="cuda")
     y = cpu.A(x)
@@ -272,3 +262,7 @@ def test_tv_and_sirt_on_cuda_match_cpu():
     sirt_gpu, _ = sirt_reconstruct(gpu, y.cuda(), n_iter=50, tol=0)
     assert torch.allclose(tv_gpu.cpu(), tv_cpu, atol=1e-3)
     assert torch.allclose(sirt_gpu.cpu(), sirt_cpu, atol=1e-3)
+    ins = insert_detail(x.cuda(), render_symbols(64, height=6).cuda(), contrast_hu=300.0)
+    scores = evaluate_detail({"fbp": fbp_reconstructor}, gpu, x.cuda(), ins)
+    assert scores["fbp"].score.device.type == "cuda"
+    assert 0.6 < float(scores["fbp"].score) < 1.1

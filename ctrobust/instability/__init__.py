@@ -15,6 +15,7 @@ from .details import (
 )
 from .finite_diff import divergence, gradient, total_variation
 from .more_views import DEFAULT_VIEWS, more_views_sweep
+from .phantom import shepp_logan_head
 from .reconstructors import (
     Reconstructor,
     fbp_reconstructor,
@@ -23,7 +24,7 @@ from .reconstructors import (
     tv_reconstructor,
 )
 from .sirt import SIRTInfo, UnrolledSIRT, sirt_reconstruct, sirt_weights, unrolled_sirt
-from .tv import TVInfo, UnrolledTV, tv_objective, tv_reconstruct, unrolled_tv
+from .tv import TVInfo, UnrolledTV, default_step_ratio, tv_objective, tv_reconstruct, unrolled_tv
 from .tv_weight import choose_tv_weight
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "box_correlation",
     "box_psnr",
     "choose_tv_weight",
+    "default_step_ratio",
     "divergence",
     "evaluate_detail",
     "fbp_reconstructor",
@@ -53,6 +55,7 @@ __all__ = [
     "render_stamp",
     "render_symbols",
     "render_text",
+    "shepp_logan_head",
     "sirt_reconstruct",
     "sirt_reconstructor",
     "sirt_weights",

@@ -57,7 +57,7 @@ def render_stamp(text: str, height_px: float, font_path: str | None = None) -> n
 
 def place(stamp: np.ndarray | torch.Tensor, n: int, center: tuple[float, float]) -> torch.Tensor:
     """An (n, n) float32 mask with ``stamp`` centred at ``center`` = (row, col) in pixels."""
-    stamp = torch.as_tensor(np.asarray(stamp), dtype=torch.float32)
+    stamp = torch.as_tensor(stamp).detach().to("cpu", torch.float32)
     h, w = stamp.shape
     top, left = round(center[0] - h / 2), round(center[1] - w / 2)
     if top < 0 or left < 0 or top + h > n or left + w > n:
@@ -138,7 +138,7 @@ def auto_center(
     must be entirely body; among such places the one nearest the body's centroid is chosen.
     """
     h, w = box_hw[0] + 2 * margin, box_hw[1] + 2 * margin
-    body = (image > body_threshold).to(torch.float32)
+    body = (image.detach().cpu() > body_threshold).to(torch.float32)
     if h > body.shape[0] or w > body.shape[1]:
         raise ValueError(f"a {box_hw} detail does not fit in a {tuple(body.shape)} image")
     inside = F.avg_pool2d(body[None, None], (h, w), stride=1)[0, 0] > 1.0 - 1e-6
@@ -172,6 +172,7 @@ def insert_detail(
         margin: pixels of body required around the detail's box for "auto".
     """
     n = x.shape[-1]
+    mask = mask.detach().cpu()
     top, left, bottom, right = mask_bbox(mask)
     stamp = mask[top:bottom, left:right]
     details, boxes = [], []

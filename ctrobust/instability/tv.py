@@ -23,10 +23,15 @@ from .opnorm import operator_norm
 NORM_MARGIN = 1.02
 """Safety factor on the power-iteration norm estimate (which approaches ||A|| from below)."""
 
-DEFAULT_STEP_RATIO = 0.2
-"""tau / sigma = ratio^2. Measured on CT-like phantoms with relative attenuation ~1 (see
-docs/instability.md): 0.1-0.3 converge fastest and keep the objective monotone from the FBP
-start; 1.0 oscillates."""
+
+def default_step_ratio(n: int) -> float:
+    """tau / sigma = ratio^2 with ratio = 1.6 / sqrt(n): 0.2 at n = 64, 0.1 at 256, 0.07 at 512.
+
+    Empirical (docs/instability.md): on the Shepp-Logan head with Poisson noise the fastest
+    monotone ratios were 0.2 (n = 64, 50 views), 0.07-0.1 (n = 256, 143 views) and 0.05-0.07
+    (n = 512, 143 views), all started from the FBP; larger ratios make the objective rise.
+    """
+    return 1.6 / n**0.5
 
 
 @dataclass(frozen=True)
@@ -75,9 +80,10 @@ class _State:
 class _PrimalDualTV:
     """Chambolle-Pock iteration for the TV problem, shared by the solver and the unrolled map."""
 
-    def __init__(self, op, nonneg: bool, step_ratio: float, norm: float | None):
+    def __init__(self, op, nonneg: bool, step_ratio: float | None, norm: float | None):
         norm_a = NORM_MARGIN * (operator_norm(op) if norm is None else float(norm))
         norm_k = (2.0**0.5) * norm_a
+        step_ratio = default_step_ratio(op.n) if step_ratio is None else step_ratio
         self.op = op
         self.nonneg = nonneg
         self.grad_scale = norm_a / GRADIENT_NORM_BOUND
@@ -118,7 +124,7 @@ def tv_reconstruct(
     tol: float = 1e-4,
     x0: torch.Tensor | None = None,
     nonneg: bool = True,
-    step_ratio: float = DEFAULT_STEP_RATIO,
+    step_ratio: float | None = None,
     norm: float | None = None,
 ) -> tuple[torch.Tensor, TVInfo]:
     """TV-regularised reconstruction of sinograms ``y`` (B, 1, V, D) -> images (B, 1, N, N).
@@ -132,7 +138,8 @@ def tv_reconstruct(
         x0: start image; None means the operator's FBP (zeros if it has no ``fbp``). The warm
             start avoids the overshoot of the first iterations from zero (objective rises).
         nonneg: constrain x >= 0 (attenuation is non-negative).
-        step_ratio: tau / sigma = step_ratio^2; tau * sigma * ||K||^2 < 1 holds for any ratio.
+        step_ratio: tau / sigma = step_ratio^2 (tau * sigma * ||K||^2 < 1 holds for any ratio);
+            None: :func:`default_step_ratio`.
         norm: ||A|| if known (skips the power iteration).
 
     Returns:
@@ -182,7 +189,7 @@ class UnrolledTV(torch.nn.Module):
         lam: float,
         n_iter: int = 200,
         nonneg: bool = True,
-        step_ratio: float = DEFAULT_STEP_RATIO,
+        step_ratio: float | None = None,
         norm: float | None = None,
     ):
         super().__init__()
