@@ -51,12 +51,17 @@ class AttackResult:
     trace: Tensor | None = None
 
 
-def _unit(t: Tensor, fallback: Tensor) -> Tensor:
-    """Each sample scaled to unit l2 norm; a vanishing sample is replaced by ``fallback``'s."""
+def _inverse_norms(t: Tensor) -> Tensor:
+    """1 / ||t_i|| per sample, (B,), and 0 for a vanishing sample (which then stays zero)."""
     norms = sample_norms(t)
     ok = norms > torch.finfo(t.dtype).tiny
-    unit = t / per_sample(torch.where(ok, norms, 1.0), t)
-    return torch.where(per_sample(ok, t), unit, fallback)
+    return torch.where(ok, 1.0 / torch.where(ok, norms, 1.0), 0.0)
+
+
+def _unit(t: Tensor, fallback: Tensor) -> Tensor:
+    """Each sample scaled to unit l2 norm; a vanishing sample is replaced by ``fallback``'s."""
+    inverse = _inverse_norms(t)
+    return torch.where(per_sample(inverse > 0, t), t * per_sample(inverse, t), fallback)
 
 
 def _stalled(history: list[Tensor], patience: int, tol: float) -> bool:
@@ -120,7 +125,7 @@ def measurement_pga(
         raise ValueError("n_iter and restarts must be >= 0 and patience >= 1")
     y, x_true = y.detach(), x_true.detach()
     radius = resolve_radius(eps, y, relative)
-    step_abs = per_sample(radius * step, y)
+    step_abs = radius * step
     gen = default_generator(generator)
 
     with torch.no_grad():
@@ -135,29 +140,35 @@ def measurement_pga(
         from_random = random_start or run > 0
         delta = random_in_ball(y, radius, gen) if from_random else torch.zeros_like(y)
         fallback = _unit(gaussian_like(y, gen), torch.zeros_like(y))
-        velocity = torch.zeros_like(y)
         run_best: list[Tensor] = []
         for k in range(n_iter + 1):
             last = k == n_iter
             with torch.set_grad_enabled(not last):
                 delta.requires_grad_(not last)
                 recon = f(y + delta)
+                squares = (recon - x_true).pow(2).flatten(1).sum(dim=1)
                 if not last:
-                    loss = 0.5 * (recon - x_true).pow(2).sum()
-                    (grad,) = torch.autograd.grad(loss, delta)
+                    (grad,) = torch.autograd.grad(0.5 * squares.sum(), delta)
             recon, delta = recon.detach(), delta.detach()
-            error = reconstruction_error(recon, x_true)
+            error = squares.detach().sqrt()
             better = error > best_error
             best_error = torch.where(better, error, best_error)
             best_delta = torch.where(per_sample(better, y), delta, best_delta)
             best_recon = torch.where(per_sample(better, recon), recon, best_recon)
             if record_trace:
                 trace.append(error)
-            run_best.append(torch.maximum(run_best[-1], error) if run_best else error)
-            if last or (tol is not None and _stalled(run_best, patience, tol)):
+            if last:
                 break
-            velocity = momentum * velocity + _unit(grad, fallback)
-            delta = project_l2_ball(delta + step_abs * _unit(velocity, fallback), radius)
+            if tol is not None:
+                run_best.append(torch.maximum(run_best[-1], error) if run_best else error)
+                if _stalled(run_best, patience, tol):
+                    break
+            if k == 0:  # only a start sits exactly on a stationary point (f(y) == x)
+                velocity = _unit(grad, fallback)
+            else:  # v <- momentum v + g / ||g||, in place: no extra pass over the batch
+                velocity.mul_(momentum).addcmul_(grad, per_sample(_inverse_norms(grad), grad))
+            scale = per_sample(step_abs * _inverse_norms(velocity), y)
+            delta = project_l2_ball(torch.addcmul(delta, velocity, scale), radius)
             iterations += 1
 
     return AttackResult(
