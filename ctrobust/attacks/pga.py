@@ -111,8 +111,9 @@ def measurement_pga(
         relative: interpret eps relative to each sample's ||y||.
         random_start: start the first run at a uniform point of the ball instead of 0.
         restarts: extra runs from random points of the ball; the best over all runs is kept.
-        generator: source of the random starts and of the fallback direction used where the
-            gradient vanishes (e.g. f(y) == x exactly); None means a CPU generator seeded 0.
+        generator: source of the random starts and of the fallback direction taken where the
+            gradient vanishes at a run's start (e.g. f(y) == x exactly); None means a CPU
+            generator seeded 0.
         tol: early stop a run when no sample's best error grew by more than ``tol`` (relative)
             over the last ``patience`` steps; None runs all ``n_iter`` steps.
         patience: window of the early-stop test.
