@@ -1,0 +1,213 @@
+"""Adversarial G/f training of Raj et al. (eq. 6, Algorithm 1) as an ignite Engine.
+
+Objective (eq. 6), with lam2 < 0::
+
+    min_f max_G  E ||f(y) - x||^2 + lam1 ||f(y + G(y)) - x||^2 + lam2 max(0, ||G(y)||^2 - eps^2)
+
+One iteration on a minibatch (y, x) (Algorithm 1):
+
+1. Split the batch into ``k_parts`` parts. For each part, G takes ``g_steps`` ascent steps
+   on ``lam1 ||f(y + G(y)) - x||^2 + lam2 max(0, ||G(y)||^2 - eps^2)`` with f fixed, and
+   the part's perturbations *after* that update are kept (detached). G carries over from
+   part to part and from batch to batch.
+2. f takes one descent step on the whole batch on
+   ``||f(y) - x||^2 + lam1 ||f(y + delta) - x||^2`` (+ optional Parseval / weight penalty).
+
+During the first ``warmup_epochs`` epochs only the clean term trains f and G is idle.
+
+Conventions (documented choices):
+
+* Norms are per sample. ``||f(y) - x||^2`` is summed over a sample's elements
+  (``reduction="sum"``, the paper's squared l2 norm) or averaged over them
+  (``reduction="mean"``, per-pixel MSE, the scale of the supervised trainer); either way
+  it is then averaged over the batch. The hinge always uses the true ||G(y)||^2.
+* The hinge is ``max(0, ||G(y)||^2 - eps^2)``: the paper writes ``- eps`` against the squared
+  norm, but states the constraint as ||G(y)||_2 <= eps and evaluates robustness on the
+  eps-ball (eq. 7), so eps^2 puts the kink exactly on that ball. For an f whose loss grows
+  at most quadratically in the perturbation (e.g. a linear f = B) the hinge is an exact
+  penalty once |lam2| > lam1 ||B||_2^2: the maximiser then lies on the ball.
+* ``relative_eps=True`` makes the budget per sample ``eps * ||y_i||``.
+* While G ascends, f is put in eval mode (BatchNorm running statistics, no dropout): G
+  attacks the reconstructor as it is deployed, and its extra forward passes do not
+  move BatchNorm statistics. f's own step runs in train mode.
+* The optimisers are built by the caller; the paper uses Adam(lr=1e-4, betas=(0.5, 0.999))
+  for both (``paper_adam``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal
+
+import torch
+from ignite.engine import Engine
+from ignite.metrics import Metric
+from torch import nn
+
+from ctrobust.training.regularizers import parseval_penalty, weight_penalty
+
+Batch = Sequence[torch.Tensor]
+Reduction = Literal["sum", "mean"]
+
+
+def paper_adam(params, lr: float = 1e-4, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """Adam(betas=(0.5, 0.999)) as used by Raj et al. for f and G."""
+    return torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay)
+
+
+def per_sample_sq_error(
+    pred: torch.Tensor, target: torch.Tensor, reduction: Reduction
+) -> torch.Tensor:
+    """Squared error of each sample, summed or averaged over its elements: shape (B,)."""
+    err = (pred - target).flatten(1) ** 2
+    return err.sum(1) if reduction == "sum" else err.mean(1)
+
+
+def per_sample_sq_norm(t: torch.Tensor) -> torch.Tensor:
+    """||t_i||^2 of each sample: shape (B,)."""
+    return (t.flatten(1) ** 2).sum(1)
+
+
+def create_adversarial_trainer(
+    f: nn.Module,
+    G: nn.Module,
+    opt_f: torch.optim.Optimizer,
+    opt_G: torch.optim.Optimizer,
+    *,
+    eps: float,
+    lam1: float = 1.0,
+    lam2: float = -1.0,
+    k_parts: int = 4,
+    g_steps: int = 1,
+    warmup_epochs: int = 0,
+    device: torch.device | str = "cpu",
+    parseval_beta: float = 0.0,
+    weight_mu: float = 0.0,
+    relative_eps: bool = False,
+    reduction: Reduction = "sum",
+    prepare_batch: Callable[[Batch, torch.device], tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> Engine:
+    """Engine whose step is Algorithm 1 on a batch (y, x); f maps y -> x (any nn.Module).
+
+    ``engine.state.output`` is a dict of floats: ``adversarial`` (0 in warm-up, 1 after),
+    ``loss_clean``, ``loss`` (what f minimised) and, in adversarial epochs, ``loss_adv``,
+    ``g_objective`` (G's objective on the last part, after its update), ``g_norm_mean``,
+    ``g_norm_max``, ``share_over_eps`` (share of samples with ||G(y)|| > budget),
+    ``g_updates`` (optimiser steps of G in this iteration). ``attach_epoch_means`` turns
+    them into per-epoch ``engine.state.metrics``.
+    """
+    if lam2 >= 0:
+        raise ValueError(f"lam2 must be negative (hinge penalty), got {lam2}")
+    if k_parts < 1 or g_steps < 1:
+        raise ValueError("k_parts and g_steps must be >= 1")
+    if eps <= 0:
+        raise ValueError(f"eps must be positive, got {eps}")
+    device = torch.device(device)
+    prepare = prepare_batch or _prepare_pair
+    g_params = [p for p in G.parameters() if p.requires_grad]
+
+    def penalty() -> torch.Tensor:
+        reg = torch.zeros((), device=device)
+        if parseval_beta:
+            reg = reg + parseval_penalty(f, parseval_beta)
+        if weight_mu:
+            reg = reg + weight_penalty(f, weight_mu)
+        return reg
+
+    def f_step(y: torch.Tensor, x: torch.Tensor, delta: torch.Tensor | None) -> dict[str, float]:
+        f.train()
+        opt_f.zero_grad(set_to_none=True)
+        clean = per_sample_sq_error(f(y), x, reduction).mean()
+        loss = clean + penalty()
+        out = {"loss_clean": float(clean.detach())}
+        if delta is not None:
+            adv = per_sample_sq_error(f(y + delta), x, reduction).mean()
+            loss = loss + lam1 * adv
+            out["loss_adv"] = float(adv.detach())
+        loss.backward()
+        opt_f.step()
+        out["loss"] = float(loss.detach())
+        return out
+
+    def g_ascent(y: torch.Tensor, x: torch.Tensor, budget_sq: torch.Tensor) -> torch.Tensor:
+        """g_steps ascent steps of G on one part; returns its objective after the update."""
+        for _ in range(g_steps):
+            opt_G.zero_grad(set_to_none=True)
+            objective = _g_objective(y, x, budget_sq)
+            (-objective).backward(inputs=g_params)
+            opt_G.step()
+        with torch.no_grad():
+            return _g_objective(y, x, budget_sq)
+
+    def _g_objective(y: torch.Tensor, x: torch.Tensor, budget_sq: torch.Tensor) -> torch.Tensor:
+        delta = G(y)
+        rec = per_sample_sq_error(f(y + delta), x, reduction)
+        hinge = torch.relu(per_sample_sq_norm(delta) - budget_sq)
+        return (lam1 * rec + lam2 * hinge).mean()
+
+    def update(engine: Engine, batch: Batch) -> dict[str, float]:
+        y, x = prepare(batch, device)
+        if engine.state.epoch <= warmup_epochs:
+            return {"adversarial": 0.0, **f_step(y, x, None)}
+
+        budget_sq = (
+            eps**2 * per_sample_sq_norm(y)
+            if relative_eps
+            else torch.full((y.shape[0],), eps**2, dtype=y.dtype, device=y.device)
+        )
+        was_training = f.training
+        f.eval()
+        deltas, objective = [], torch.zeros(())
+        for idx in torch.tensor_split(torch.arange(y.shape[0], device=device), k_parts):
+            if idx.numel() == 0:
+                continue
+            objective = g_ascent(y[idx], x[idx], budget_sq[idx])
+            with torch.no_grad():
+                deltas.append(G(y[idx]).clone())  # a copy: G may return a view of its weights
+        f.train(was_training)
+        delta = torch.cat(deltas).detach()
+
+        norms = per_sample_sq_norm(delta).sqrt()
+        over = norms > budget_sq.sqrt()
+        out = {"adversarial": 1.0, **f_step(y, x, delta)}
+        out.update(
+            g_objective=float(objective),
+            g_norm_mean=float(norms.mean()),
+            g_norm_max=float(norms.max()),
+            share_over_eps=float(over.float().mean()),
+            g_updates=float(len(deltas) * g_steps),
+        )
+        return out
+
+    return Engine(update)
+
+
+class EpochMeans(Metric):
+    """Per-epoch mean of every numeric key of ``engine.state.output`` (keys may come and go)."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+        # a 1-tuple: ignite would otherwise read a mapping output as {"y_pred", "y"}
+        super().__init__(output_transform=lambda out: (out,), metrics_result_mode="flatten")
+
+    def reset(self) -> None:
+        self._sums, self._counts = {}, {}
+
+    def update(self, output: tuple[Mapping[str, float]]) -> None:
+        for key, value in output[0].items():
+            self._sums[key] = self._sums.get(key, 0.0) + float(value)
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def compute(self) -> dict[str, float]:
+        return {k: self._sums[k] / self._counts[k] for k in self._sums}
+
+
+def attach_epoch_means(engine: Engine, name: str = "epoch_means") -> None:
+    """Put the epoch means of the step outputs into ``engine.state.metrics`` (flattened)."""
+    EpochMeans().attach(engine, name)
+
+
+def _prepare_pair(batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    y, x = batch[0], batch[1]
+    return y.to(device, non_blocking=True), x.to(device, non_blocking=True)
