@@ -300,6 +300,29 @@ def test_G_norm_approaches_eps(
     assert engine.state.metrics["g_norm_mean"] > mean_range[0] * float(budget.mean()) * 0.9
 
 
+def _subnormals_kept() -> bool:
+    return bool((torch.tensor([1e-310], dtype=DT) * 1.0).item() != 0.0)
+
+
+def test_denormals_flushed_only_while_running() -> None:
+    y, x = _tiny_problem(32)
+    f, G = _models()
+    opts = torch.optim.SGD(f.parameters(), lr=1e-3), torch.optim.Adam(G.parameters())
+    engine = create_adversarial_trainer(f, G, *opts, eps=0.1, lam2=-5.0)
+    seen = []
+    engine.add_event_handler(Events.ITERATION_COMPLETED, lambda _: seen.append(_subnormals_kept()))
+    engine.run([(y, x)], max_epochs=1)
+    assert seen == [False] and _subnormals_kept()
+
+    def broken(batch, device):
+        raise RuntimeError("bad batch")
+
+    engine = create_adversarial_trainer(f, G, *opts, eps=0.1, lam2=-5.0, prepare_batch=broken)
+    with pytest.raises(RuntimeError, match="bad batch"):
+        engine.run([(y, x)], max_epochs=1)
+    assert _subnormals_kept()
+
+
 def test_bad_arguments_rejected() -> None:
     f, G = _models()
     opts = torch.optim.SGD(f.parameters(), lr=1e-3), torch.optim.Adam(G.parameters())
