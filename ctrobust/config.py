@@ -206,6 +206,9 @@ class InstabilityConfig(_Strict):
     tv_weights: list[PositiveFloat] = Field(default_factory=lambda: [1e-3, 3e-3, 1e-2, 3e-2])
     tv_iter: PositiveInt = 200
     tv_tol: PositiveFloat = 1e-4
+    attack_tv: bool = Field(True, description="attack TV through its unrolled iterations")
+    tv_unrolled_iter: PositiveInt = 50
+    tv_attack_slices: PositiveInt = 1
     max_slices: PositiveInt = 2
     details: DetailsConfig = Field(default_factory=DetailsConfig)
 

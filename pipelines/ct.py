@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipelines.runner import Stage
-from pipelines.stages import attack, evaluate, export, ingest, report, simulate, train
+from pipelines.stages import attack, evaluate, export, ingest, instability, report, simulate, train
 
 DATA_KEYS = ("data.folder", "data.max_series", "data.slices_per_series")
 
@@ -35,6 +35,13 @@ def ct_stages() -> list[Stage]:
             distributed=True,
         ),
         Stage(
+            "instability",
+            instability.run,
+            config_keys=("instability", "attack"),
+            depends_on=("train",),
+            enabled=lambda cfg: cfg.instability.enabled,
+        ),
+        Stage(
             "export",
             export.run,
             config_keys=("export", "attack.enabled", "attack.max_slices"),
@@ -45,7 +52,7 @@ def ct_stages() -> list[Stage]:
             "report",
             report.run,
             config_keys=("report",),
-            depends_on=("evaluate", "attack", "export"),
+            depends_on=("evaluate", "attack", "instability", "export"),
             enabled=lambda cfg: cfg.report.enabled,
         ),
     ]

@@ -34,6 +34,12 @@ def test_run_writes_results_and_rerun_recomputes_nothing(tiny_config: Path, tmp_
     assert set(metrics["attack"]["models"]) == {"fbp24", "plain"}
     assert len(metrics["attack"]["models"]["plain"]["rho_hat"]) == 2
     assert (out / "report" / "index.html").exists()
+    instability = metrics["instability"]
+    assert instability["more_views"]["views"] == [12, 24, 48]
+    assert set(instability["more_views"]["methods"]) == {"fbp24", "tv", "plain"}
+    assert instability["details"]["names"] == ["hearts"]
+    assert instability["tv"]["chosen_on"].startswith("train")
+    assert len(instability["tv_attack"]["rho_hat"]) == 2
     assert list((out / "dicom").glob("*/plain_attacked_eps0.05/*.dcm"))
     assert metrics["data"]["split_by"] == "patient"
     assert metrics["training"]["plain"]["epochs"] == 2
