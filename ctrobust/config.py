@@ -250,6 +250,20 @@ class RunConfig(_Strict):
     instability: InstabilityConfig = Field(default_factory=InstabilityConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    linear_theory: dict[str, Any] | None = Field(
+        None,
+        description="set for the Sec. 4.5 linear check (configs/linear_theory.yaml): "
+        "the run is then the linear experiment instead of the CT pipeline",
+    )
+
+    @field_validator("linear_theory")
+    @classmethod
+    def _linear_keys(cls, section: dict[str, Any] | None) -> dict[str, Any] | None:
+        if section is not None:
+            from ctrobust.linear_theory.run import resolve_config
+
+            resolve_config(section)  # raises ValueError naming an unknown key
+        return section
 
 
 def _format_error(source: str, error: ValidationError) -> str:

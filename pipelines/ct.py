@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+from ctrobust.config import RunConfig
 from pipelines.runner import Stage
-from pipelines.stages import attack, evaluate, export, ingest, instability, report, simulate, train
+from pipelines.stages import (
+    attack,
+    evaluate,
+    export,
+    ingest,
+    instability,
+    linear,
+    report,
+    simulate,
+    train,
+)
 
 DATA_KEYS = ("data.folder", "data.max_series", "data.slices_per_series")
+
+
+def linear_stages() -> list[Stage]:
+    """Stages of ``ctrobust run`` for the linear-theory config (Raj et al. Sec. 4.5)."""
+    return [Stage("linear", linear.run, config_keys=("linear_theory", "seed"))]
+
+
+def stages_for(cfg: RunConfig) -> list[Stage]:
+    """The linear experiment when the config has a ``linear_theory`` section, else CT."""
+    return linear_stages() if cfg.linear_theory is not None else ct_stages()
 
 
 def ct_stages() -> list[Stage]:

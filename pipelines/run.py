@@ -17,7 +17,7 @@ import torch
 
 from ctrobust.config import RunConfig
 from ctrobust.distributed import backend_for, is_main, launch
-from pipelines.ct import ct_stages
+from pipelines.ct import stages_for
 from pipelines.logs import setup_logging
 from pipelines.runner import RunContext, Runner, resolve_device
 
@@ -28,7 +28,7 @@ def _execute(cfg: RunConfig, run_dir: Path, quiet: bool, debug: bool) -> dict[st
     if idist.get_world_size() > 1 and device.type == "cuda":
         device = idist.device()
     ctx = RunContext(cfg=cfg, run_dir=run_dir, device=device, log=log, show_progress=not quiet)
-    return Runner(ct_stages(), ctx).run()
+    return Runner(stages_for(cfg), ctx).run()
 
 
 def _worker(local_rank: int, cfg: RunConfig, run_dir: Path, quiet: bool, debug: bool) -> None:

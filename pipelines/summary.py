@@ -32,6 +32,19 @@ def _attack_table(attack: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _linear_table(linear: dict[str, Any]) -> list[str]:
+    keys = ("rel_err_fro", "rel_err_spec", "residual_ratio", "kappa_B", "kappa_B_hat")
+    lines = ["Linear check (Raj et al. 4.5): trained B^ against the closed form B"]
+    lines.append(f"  {'run':<10} " + " ".join(f"{k:>14}" for k in keys))
+    paper = linear.get("paper", {})
+    lines.append(
+        f"  {'paper':<10} " + " ".join(f"{paper.get(k, float('nan')):>14.5g}" for k in keys)
+    )
+    for name, entry in linear.get("trained", {}).items():
+        lines.append(f"  {name:<10} " + " ".join(f"{entry[k]:>14.5g}" for k in keys))
+    return lines
+
+
 def format_summary(metrics: dict[str, Any]) -> str:
     """The headline tables of a run, as printed at the end of ``ctrobust run``."""
     lines: list[str] = []
@@ -39,4 +52,6 @@ def format_summary(metrics: dict[str, Any]) -> str:
         lines += _clean_table(metrics["clean"])
     if "attack" in metrics:
         lines += _attack_table(metrics["attack"])
+    if "linear" in metrics:
+        lines += _linear_table(metrics["linear"])
     return "\n".join(lines)

@@ -1,0 +1,21 @@
+"""Stage ``linear``: Raj et al. Sec. 4.5, closed form against the trained robust inverse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ctrobust.linear_theory.run import run_linear_theory
+from pipelines.io import atomic_write_json
+from pipelines.runner import RunContext
+
+
+def run(ctx: RunContext, out: Path) -> dict[str, Any]:
+    section = {**(ctx.cfg.linear_theory or {}), "seed": ctx.cfg.seed}
+    result = run_linear_theory(section, log=ctx.log)
+    atomic_write_json(out / "metrics.json", {"linear": result})
+    keys = ("rel_err_fro", "rel_err_spec", "residual_ratio", "kappa_B", "kappa_B_hat")
+    return {
+        name: {k: entry[k] for k in keys if k in entry}
+        for name, entry in result.get("trained", {}).items()
+    }
