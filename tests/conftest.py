@@ -53,17 +53,12 @@ def shared_data() -> Path:
     return Path(os.environ.get("CTROBUST_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
-@pytest.fixture
-def shared_folder():
-    """Look up one clinical folder by name, skipping the test when it is not there."""
-
-    def find(name: str) -> Path:
-        folder = shared_data() / name
-        if not folder.is_dir():
-            pytest.skip(f"clinical folder {folder} not found (set CTROBUST_SHARED_DATA)")
-        return folder
-
-    return find
+def shared_folder(name: str) -> Path:
+    """One clinical folder by name; skips the calling test when it is not there."""
+    folder = shared_data() / name
+    if not folder.is_dir():
+        pytest.skip(f"clinical folder {folder} not found (set CTROBUST_SHARED_DATA)")
+    return folder
 
 
 @pytest.fixture

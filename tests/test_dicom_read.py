@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from conftest import shared_folder
 from PIL import Image
 from pydicom.uid import generate_uid
 
 from ctrobust.demo_data import write_demo_folder
 from dicom_io import format_ingest_report, ingest_report_to_dict, read_folder, scan_folder
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _shared(name: str) -> Path:
-    root = Path(os.environ.get("CTROBUST_SHARED_DATA", REPO.parent / "shared" / "data"))
-    folder = root / name
-    if not folder.is_dir():
-        pytest.skip(f"clinical folder {folder} not found (set CTROBUST_SHARED_DATA)")
-    return folder
 
 
 def _reasons(report) -> dict[str, str]:
@@ -36,7 +26,7 @@ def _reasons(report) -> dict[str, str]:
 
 @pytest.mark.shared_data
 def test_phantom_folder_yields_one_series_and_lists_the_rest():
-    folder = _shared("head_phantom_clinical_folder")
+    folder = shared_folder("head_phantom_clinical_folder")
     report = scan_folder(folder)
     assert len(report.series) == 1
     series = report.series[0]
@@ -57,7 +47,7 @@ def test_phantom_folder_yields_one_series_and_lists_the_rest():
 @pytest.mark.shared_data
 def test_jpeg2000_series_decodes_like_gdcm():
     sitk = pytest.importorskip("SimpleITK")
-    folder = _shared("body_ct_j2k")
+    folder = shared_folder("body_ct_j2k")
     [series] = read_folder(folder)
     assert len(series) == 20
     first = pydicom.dcmread(series.source_paths[0], stop_before_pixels=True)
@@ -75,7 +65,7 @@ def test_jpeg2000_series_decodes_like_gdcm():
 
 @pytest.fixture(scope="module")
 def abdomen():
-    return read_folder(_shared("abdomen_ct_pancreas"))
+    return read_folder(shared_folder("abdomen_ct_pancreas"))
 
 
 @pytest.mark.shared_data

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +11,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from conftest import shared_folder
 
 import dicom_io.ctimage
 from ctrobust.demo_data import write_demo_folder
@@ -23,16 +23,6 @@ from dicom_io import (
     write_nifti,
     write_series,
 )
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _shared(name: str) -> Path:
-    root = Path(os.environ.get("CTROBUST_SHARED_DATA", REPO.parent / "shared" / "data"))
-    folder = root / name
-    if not folder.is_dir():
-        pytest.skip(f"clinical folder {folder} not found (set CTROBUST_SHARED_DATA)")
-    return folder
 
 
 def _hashes(folder: Path) -> dict[str, str]:
@@ -297,7 +287,7 @@ def test_demo_export_passes_dciodvfy(source, source_folder, tmp_path):
 @needs_dciodvfy
 @pytest.mark.shared_data
 def test_abdomen_export_passes_dciodvfy(tmp_path):
-    folder = _shared("abdomen_ct_pancreas")
+    folder = shared_folder("abdomen_ct_pancreas")
     picks = sorted(folder.glob("*.dcm"))[:3]
     for p in picks:
         shutil.copy(p, tmp_path / p.name)
