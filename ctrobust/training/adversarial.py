@@ -35,7 +35,9 @@ Conventions (documented choices):
   halves every step for weights with zero gradient (dead ReLU units of G), reaching
   subnormal numbers after ~1000 steps; CPU arithmetic on them is 10-30x slower (measured:
   a linear-theory epoch with an MLP G went from 4 s to 100-200 s). Values are unchanged
-  to ~1e-308.
+  to ~1e-308. The flag is per thread and only the calling thread's is set: intra-op worker
+  threads started earlier keep subnormals (a caller on the CPU can set it at process start,
+  before torch starts its thread pool, or run tiny models single-threaded).
 * The optimisers are built by the caller; the paper uses Adam(lr=1e-4, betas=(0.5, 0.999))
   for both (``paper_adam``).
 """
@@ -99,7 +101,8 @@ def create_adversarial_trainer(
     ``engine.state.output`` is a dict of floats: ``adversarial`` (0 in warm-up, 1 after),
     ``loss_clean``, ``loss`` (what f minimised) and, in adversarial epochs, ``loss_adv``,
     ``g_objective`` (G's objective on the last part, after its update), ``g_norm_mean``,
-    ``g_norm_max``, ``share_over_eps`` (share of samples with ||G(y)|| > budget),
+    ``g_norm_max``, ``share_over_eps`` (share of samples with ||G(y)|| > budget * (1 + 1e-6),
+    so that outputs projected onto the sphere do not count by rounding),
     ``g_updates`` (optimiser steps of G in this iteration). ``attach_epoch_means`` turns
     them into per-epoch ``engine.state.metrics``.
     """
@@ -175,7 +178,7 @@ def create_adversarial_trainer(
         delta = torch.cat(deltas).detach()
 
         norms = per_sample_sq_norm(delta).sqrt()
-        over = norms > budget_sq.sqrt()
+        over = norms > budget_sq.sqrt() * (1 + 1e-6)
         out = {"adversarial": 1.0, **f_step(y, x, delta)}
         out.update(
             g_objective=float(objective),
