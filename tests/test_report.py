@@ -474,3 +474,30 @@ def test_report_from_metrics_only(tmp_path):
     assert page.images == []
     rows = page.tables["clean-table"][1:]
     assert [r[1] for r in rows[:3]] == ["FBP, 24 views", "plain", "adv"]
+
+
+@pytest.mark.slow
+def test_demo_run_report_in_chromium(tiny_config, tmp_path):
+    """The report of a real (tiny) demo-data run: tables match metrics.json, images load."""
+    from ctrobust.cli import main
+
+    run = tmp_path / "run"
+    assert main(["run", str(tiny_config), "--out", str(run), "--quiet"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    html_path = run / "report" / "index.html"
+    page = parse(html_path.read_text())
+    n = metrics["data"]["n"]
+    for method, m in metrics["attack"]["models"].items():
+        rows = page.tables[f"rho-{method}"][1:]
+        assert len(rows) == len(m["eps"])
+        for k, row in enumerate(rows):
+            assert printed_equal(row[2], m["rho_hat"][k]), (method, k, row)
+            assert printed_equal(row[4], 1000 * m["rho_hat"][k] / n), (method, k, row)
+    reason = browser_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    result = browser_check(html_path, screenshot=tmp_path / "shot.png")
+    assert result["images"] > 5
+    assert result["broken"] == []
+    assert result["external"] == []
+    assert result["screenshot_std"] > 20
