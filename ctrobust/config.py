@@ -168,10 +168,8 @@ class AttackConfig(_Strict):
     eps: list[NonNegativeFloat] = Field(default_factory=lambda: [0.005, 0.01, 0.02, 0.05])
     relative: bool = Field(True, description="eps relative to ||y||_2 per slice")
     n_iter: PositiveInt = 40
-    step: PositiveFloat | None = Field(
-        None, description="step as a fraction of eps; null = the attack's default"
-    )
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    step: PositiveFloat = Field(1.0, description="PGA step as a fraction of eps (docs/attacks.md)")
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.5
     restarts: Annotated[int, Field(ge=0)] = 0
     random_start: bool = False
     random_draws: PositiveInt = 4

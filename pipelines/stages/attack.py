@@ -68,7 +68,7 @@ def _attack_shard(
         restarts=cfg.restarts,
         random_start=cfg.random_start,
         generator=torch.Generator(device=ctx.device).manual_seed(ctx.cfg.seed),
-        **({} if cfg.step is None else {"step": cfg.step}),
+        step=cfg.step,
     )
     random = partial(
         random_perturbation_baseline,

@@ -170,7 +170,7 @@ def _attack_tv(
             n_iter=attack.n_iter,
             momentum=attack.momentum,
             generator=torch.Generator(device=ctx.device).manual_seed(ctx.cfg.seed),
-            **({} if attack.step is None else {"step": attack.step}),
+            step=attack.step,
         )
         rho.append(float(result.error.mean()))
     return {
