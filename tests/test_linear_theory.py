@@ -158,3 +158,7 @@ def test_run_linear_theory_small_and_config_checks() -> None:
         resolve_config({"epochs": 3})
     with pytest.raises(ValueError, match="linear_theory.x"):
         resolve_config({"runs": {"x": {"generatr": "mlp"}}})
+    with pytest.raises(ValueError, match="linear_theory.x.generator: one of"):
+        resolve_config({"runs": {"x": {"generator": "cnn"}}})
+    with pytest.raises(ValueError, match="linear_theory.eps: must be a positive"):
+        resolve_config({"eps": -0.1})

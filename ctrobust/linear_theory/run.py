@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import numpy as np
 
@@ -39,6 +39,11 @@ PAPER = {
 }
 
 _TRAINING_KEYS = {f.name for f in fields(LinearTrainSettings)} - {"lam", "eps", "seed"}
+_CHOICES = {
+    name: get_args(hint)
+    for name, hint in get_type_hints(LinearTrainSettings).items()
+    if get_origin(hint) is Literal
+}
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -58,17 +63,26 @@ DEFAULTS: dict[str, Any] = {
 
 
 def resolve_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
-    """DEFAULTS overridden by ``config``; unknown keys raise ValueError naming them."""
+    """DEFAULTS overridden by ``config``; unknown keys or wrong values raise ValueError."""
     cfg = dict(DEFAULTS)
     given = dict(config or {})
     unknown = set(given) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"linear_theory: unknown keys {sorted(unknown)}")
     cfg.update(given)
+    for key in ("n", "m", "n_samples", "lam", "eps"):
+        if not isinstance(cfg[key], int | float) or cfg[key] <= 0:
+            raise ValueError(f"linear_theory.{key}: must be a positive number, got {cfg[key]!r}")
+    if not isinstance(cfg["runs"], Mapping) or not cfg["runs"]:
+        raise ValueError("linear_theory.runs: needs at least one named run")
     for where, block in [("training", cfg["training"]), *cfg["runs"].items()]:
         bad = set(block) - _TRAINING_KEYS
         if bad:
             raise ValueError(f"linear_theory.{where}: unknown keys {sorted(bad)}")
+        for key, value in block.items():
+            allowed = _CHOICES.get(key)
+            if allowed is not None and value not in allowed:
+                raise ValueError(f"linear_theory.{where}.{key}: one of {allowed}, got {value!r}")
     return cfg
 
 
