@@ -134,7 +134,6 @@ def train_scheme(
     checkpoint = Checkpoint(
         to_save, saver, n_saved=2, global_step_transform=global_step_from_engine(engine)
     )
-    engine.add_event_handler(Events.EPOCH_COMPLETED(every=cfg.train.checkpoint_every), checkpoint)
 
     history_path = checkpoint_dir / "history.json"
     resumed_from = 0
@@ -165,6 +164,10 @@ def train_scheme(
         if is_main():
             write_text_atomic(history_path, json.dumps(history, indent=1))
             log.info("%s: %s", scheme.name, ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
+
+    # After _record: a kill between the two leaves a history one epoch ahead of the newest
+    # checkpoint, which the resume truncates, never one behind.
+    engine.add_event_handler(Events.EPOCH_COMPLETED(every=cfg.train.checkpoint_every), checkpoint)
 
     if show_progress and is_main():
         ProgressBar(desc=f"train {scheme.name}", persist=False).attach(
