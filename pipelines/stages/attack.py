@@ -53,23 +53,29 @@ def attacked_methods(ctx: RunContext, op: ParallelBeam2D) -> dict[str, Reconstru
     return methods
 
 
+def configured_pga(ctx: RunContext, eps: float) -> partial:
+    """``measurement_pga`` with the run's attack settings bound: f, y, x are left to call it."""
+    cfg = ctx.cfg.attack
+    return partial(
+        measurement_pga,
+        eps=eps,
+        relative=cfg.relative,
+        n_iter=cfg.n_iter,
+        step=cfg.step,
+        momentum=cfg.momentum,
+        restarts=cfg.restarts,
+        random_start=cfg.random_start,
+        generator=torch.Generator(device=ctx.device).manual_seed(ctx.cfg.seed),
+    )
+
+
 def _attack_shard(
     ctx: RunContext, f: Reconstructor, test: SimulatedSlices, eps: float
 ) -> dict[str, Tensor]:
     """PGA and the random baseline at one eps on this process's test slices."""
     cfg = ctx.cfg.attack
     loader = DataLoader(TensorDataset(test.y, test.x_gt), batch_size=cfg.batch_size)
-    pga = partial(
-        measurement_pga,
-        eps=eps,
-        relative=cfg.relative,
-        n_iter=cfg.n_iter,
-        momentum=cfg.momentum,
-        restarts=cfg.restarts,
-        random_start=cfg.random_start,
-        generator=torch.Generator(device=ctx.device).manual_seed(ctx.cfg.seed),
-        step=cfg.step,
-    )
+    pga = configured_pga(ctx, eps)
     random = partial(
         random_perturbation_baseline,
         eps=eps,

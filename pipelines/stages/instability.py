@@ -19,7 +19,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ctrobust.attacks import measurement_pga
 from ctrobust.instability import (
     choose_tv_weight,
     evaluate_detail,
@@ -37,6 +36,7 @@ from ctrobust.physics.units import add_poisson_noise
 from ctrobust.simulation import SimulatedSlices
 from pipelines.io import atomic_write_json, save_tensors
 from pipelines.runner import RunContext
+from pipelines.stages.attack import configured_pga
 from pipelines.stages.simulate import load_simulated
 from pipelines.stages.train import load_networks, measurement_operator
 
@@ -161,17 +161,7 @@ def _attack_tv(
     y, x_gt = test.y.to(ctx.device), test.x_gt.to(ctx.device)
     rho = []
     for eps in attack.eps:
-        result = measurement_pga(
-            f,
-            y,
-            x_gt,
-            eps,
-            relative=attack.relative,
-            n_iter=attack.n_iter,
-            momentum=attack.momentum,
-            generator=torch.Generator(device=ctx.device).manual_seed(ctx.cfg.seed),
-            step=attack.step,
-        )
+        result = configured_pga(ctx, eps)(f, y, x_gt)
         rho.append(float(result.error.mean()))
     return {
         "eps": list(attack.eps),
