@@ -26,8 +26,9 @@ from ctrobust.attacks import (
     random_perturbation_baseline,
     run_attack_over_loader,
 )
+from ctrobust.attacks.metrics import rho_hat, slice_quality
 from ctrobust.distributed import gather_rows, is_main, shard
-from ctrobust.metrics import DATA_RANGE_NOTE, psnr_per_slice, ssim_per_slice
+from ctrobust.metrics import DATA_RANGE_NOTE
 from ctrobust.models import FBPConvNet
 from ctrobust.physics import ParallelBeam2D
 from ctrobust.simulation import SimulatedSlices
@@ -118,10 +119,11 @@ def _attack_method(
     figures["seconds_per_slice"] = (time.perf_counter() - start) / (len(test) * len(cfg.eps))
     for full in per_eps:
         figures["eps_abs_mean"].append(float(full["eps_abs"].mean()))
-        figures["rho_hat"].append(float(full["error"].mean()))
-        figures["rho_hat_random"].append(float(full["random_error"].mean()))
-        figures["psnr"].append(float(psnr_per_slice(full["attacked"], test.x_gt).mean()))
-        figures["ssim"].append(float(ssim_per_slice(full["attacked"], test.x_gt).mean()))
+        quality = slice_quality(full["attacked"], test.x_gt)
+        figures["rho_hat"].append(rho_hat(full["error"]).value)
+        figures["rho_hat_random"].append(rho_hat(full["random_error"]).value)
+        figures["psnr"].append(float(quality.psnr.mean()))
+        figures["ssim"].append(float(quality.ssim.mean()))
         figures["delta_max_per_slice"].append([round(float(e), 5) for e in full["error"]])
     tensors = {
         k: torch.stack([full[k] for full in per_eps]) for k in ("delta", "attacked", "eps_abs")
