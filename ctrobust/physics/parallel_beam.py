@@ -2,8 +2,10 @@
 
 Every method is batched over leading dimensions, ``(..., N, N) <-> (..., V, D)``, and
 differentiable through custom ``autograd.Function``s whose backward is the matching adjoint
-(A <-> A^T, H <-> H, R = c A^T H <-> c H A), so no sparse autograd is involved and the
-gradients of attacks and training losses are exact adjoints, not approximations.
+(A <-> A^T, H <-> H, R = c A^T H <-> R^T = c H A), so no sparse autograd is involved and the
+gradients of attacks and training losses are exact adjoints, not approximations. The FBP
+constant c is folded into the filter response, so R and R^T cost one filter and one sparse
+product each and no extra pass over the data.
 """
 
 from __future__ import annotations
@@ -90,12 +92,22 @@ class _FBP(torch.autograd.Function):
     @staticmethod
     def forward(ctx, y: torch.Tensor, op: ParallelBeam2D) -> torch.Tensor:
         ctx.op = op
-        return op.fbp_scale * op._adjoint(apply_ramp(y, op.ramp_response))
+        return op._adjoint(apply_ramp(y, op.fbp_response))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        op = ctx.op
-        return op.fbp_scale * op.ramp(op.A(grad)), None  # (c A^T H)^T = c H A
+        return ctx.op.fbp_adjoint(grad), None  # (c A^T H)^T = c H A
+
+
+class _FBPAdjoint(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, op: ParallelBeam2D) -> torch.Tensor:
+        ctx.op = op
+        return apply_ramp(op._forward(x), op.fbp_response)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return ctx.op.fbp(grad), None
 
 
 class ParallelBeam2D(nn.Module):
@@ -155,6 +167,7 @@ class ParallelBeam2D(nn.Module):
         self.register_buffer("weights_t", wt, persistent=False)
         response = torch.from_numpy(ramp_response(self.n_det, window))
         self.register_buffer("ramp_response", response, persistent=False)
+        self.register_buffer("fbp_response", self.fbp_scale * response, persistent=False)
         self.to(device=device, dtype=dtype)
 
     def __deepcopy__(self, memo: dict) -> ParallelBeam2D:
@@ -200,12 +213,17 @@ class ParallelBeam2D(nn.Module):
     def ramp(self, y: torch.Tensor) -> torch.Tensor:
         """Ramp filter H along the detector axis (self-adjoint)."""
         self._check(y, (self.n_views, self.n_det), "sinogram")
-        return _Ramp.apply(y, self)
+        return _Ramp.apply(y, self).contiguous()
 
     def fbp(self, y: torch.Tensor) -> torch.Tensor:
         """Filtered back projection ``R y = (pi / V) A^T H y``, so ``fbp(A(x)) ~ x``."""
         self._check(y, (self.n_views, self.n_det), "sinogram")
         return _FBP.apply(y, self)
+
+    def fbp_adjoint(self, x: torch.Tensor) -> torch.Tensor:
+        """``R^T x = (pi / V) H A x``: what a sinogram-domain gradient of an image loss costs."""
+        self._check(x, (self.n, self.n), "image")
+        return _FBPAdjoint.apply(x, self)
 
     def norm(self, n_iter: int = 50, seed: int = 0) -> float:
         """Power-iteration estimate of ``||A||_2`` (deterministic given ``seed``)."""
@@ -216,7 +234,7 @@ class ParallelBeam2D(nn.Module):
     # raw linear maps (no autograd bookkeeping) -------------------------------------------
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-2]
-        flat = x.reshape(-1, self.n * self.n)
+        flat = x.reshape(-1, self.n, self.n)
         if self.weights is not None:
             out = csr_matmul(self.weights, flat)
         else:
@@ -225,7 +243,7 @@ class ParallelBeam2D(nn.Module):
 
     def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
         lead = y.shape[:-2]
-        flat = y.reshape(-1, self.n_views * self.n_det)
+        flat = y.reshape(-1, self.n_views, self.n_det)
         if self.weights_t is not None:
             out = csr_matmul(self.weights_t, flat)
         else:
@@ -235,7 +253,7 @@ class ParallelBeam2D(nn.Module):
     def _via_astra(
         self, fn: Callable[[np.ndarray], np.ndarray], flat: torch.Tensor, shape: tuple[int, int]
     ) -> torch.Tensor:
-        stack = flat.detach().reshape(-1, *shape).to("cpu", torch.float32).numpy()
+        stack = flat.detach().reshape(-1, *shape).to("cpu", torch.float32).contiguous().numpy()
         out = torch.from_numpy(fn(stack)).reshape(flat.shape[0], -1)
         return out.to(device=flat.device, dtype=flat.dtype)
 

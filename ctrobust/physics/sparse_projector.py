@@ -107,9 +107,13 @@ def system_matrices(
 
 
 def csr_matmul(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``w @ x`` for a batch of row vectors ``x`` (B, K) -> (B, M).
+    """``w @ vec(x_b)`` for every sample of a batch ``x`` (B, ...) -> (B, M).
 
-    The dense operand is made a contiguous (K, B) block so that every sparse row is applied to
-    all B slices in one pass over the matrix.
+    The samples become the columns of one (K, B) block, so every sparse row is applied to all B
+    samples in one pass over the matrix. That layout costs one copy whatever ``x``'s strides
+    (a cropped or transposed view is fine); the result is the transposed view of the (M, B)
+    product, which reshapes to (B, ...) without another copy.
     """
-    return (w @ x.T.contiguous()).T
+    batch = x.shape[0]
+    columns = x.permute(*range(1, x.dim()), 0).reshape(-1, batch)
+    return (w @ columns).T
