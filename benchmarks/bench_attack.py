@@ -1,11 +1,18 @@
 """Operator overhead of the sinogram attack: one PGA iteration vs the network alone.
 
 Requirement: the time of one PGA iteration on a batch is at most ``--max-ratio`` (1.3) times the
-time of one forward + backward pass of the network alone on the same batch. Both are measured
-side by side in one process, repetitions interleaved so that load from other processes hits
-both alike, after ``--warmup`` rounds. Each figure is given as the minimum and the median over
-``--repeats``; the verdict uses the minima (the usual estimator under background load, as
-``timeit`` recommends: other processes only ever add time), and both ratios are printed:
+time of one forward + backward pass of the network alone on the same batch.
+
+What is measured is what a run of the config executes: the operator of ``physics`` and
+``data.n``, FBPConvNet built from ``model`` by the library (random weights: timing does not
+depend on their values, and the zero-initialised output head is redrawn so that gradients
+through the U-Net are not zero), a batch of ``attack.batch_size`` slices, and the PGA bound
+from ``attack`` exactly as the attack stage binds it. Subnormal floats are flushed as in every
+run. Both figures are measured side by side in one process, repetitions interleaved so that
+load from other processes hits both alike, after ``--warmup`` rounds. Each is given as the
+minimum and the median over ``--repeats``; the verdict uses the minima (the usual estimator
+under background load, as ``timeit`` recommends: other processes only ever add time), and both
+ratios are printed:
 
 - network alone: x0 = FBP images (precomputed), g = d/dx0 1/2 ||N(x0) - x||^2 (autograd.grad
   w.r.t. the input, as the attack needs it);
@@ -15,11 +22,10 @@ both alike, after ``--warmup`` rounds. Each figure is given as the minimum and t
   and final forward passes) and leaves exactly the per-iteration cost; the minimum (median) is
   the difference of the two calls' minima (medians).
 
-The network is FBPConvNet's image part: a MONAI UNet with a global residual, in eval mode. When
-the ratio exceeds the limit, the FBP forward, its backward (H A) and the ball/momentum arithmetic
-are timed alone to show where the time goes (always with ``--breakdown``).
+When the ratio exceeds the limit (always with ``--breakdown``), the FBP forward, its forward
+and backward (H A) and the ball/momentum arithmetic are timed alone to show where time goes.
 
-    .venv/bin/python benchmarks/bench_attack.py [--n 128] [--views 143] [--batch 8] [--device cuda]
+    .venv/bin/python benchmarks/bench_attack.py [--config configs/demo.yaml] [--set data.n=256]
 
 Exits with status 1 when the ratio exceeds ``--max-ratio``.
 """
@@ -31,46 +37,35 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
-from monai.networks.nets import UNet
-from torch import nn
 
-from ctrobust.attacks import measurement_pga
 from ctrobust.attacks._ball import project_l2_ball, sample_norms
-from ctrobust.physics import ParallelBeam2D
+from ctrobust.config import load_config
+from ctrobust.models import FBPConvNet, build_residual_unet
+from pipelines.stages.attack import configured_pga
+from pipelines.stages.train import measurement_operator
 
-
-class ResidualUNet(nn.Module):
-    """x0 + UNet(x0): the image-domain network of FBPConvNet."""
-
-    def __init__(self, channels: tuple[int, ...], num_res_units: int) -> None:
-        super().__init__()
-        self.unet = UNet(
-            spatial_dims=2,
-            in_channels=1,
-            out_channels=1,
-            channels=channels,
-            strides=(2,) * (len(channels) - 1),
-            num_res_units=num_res_units,
-        )
-
-    def forward(self, x0: torch.Tensor) -> torch.Tensor:
-        return x0 + self.unet(x0)
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--n", type=int, default=128, help="image side N")
-    p.add_argument("--views", type=int, default=143, help="number of views V")
-    p.add_argument("--batch", type=int, default=8, help="slices per batch")
-    p.add_argument("--channels", default="16,32,64", help="UNet channels, comma separated")
-    p.add_argument("--res-units", type=int, default=1, help="UNet residual units per level")
-    p.add_argument("--iters", type=int, default=8, help="PGA iterations per timed difference")
-    p.add_argument("--repeats", type=int, default=7, help="timed repetitions (median reported)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="pipeline config")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. data.n=256 or attack.batch_size=16 (repeatable)",
+    )
+    p.add_argument("--device", default=None, help="torch device; default the config's")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--iters", type=int, default=8, help="PGA iterations per timed difference")
+    p.add_argument("--repeats", type=int, default=7, help="timed repetitions")
+    p.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     p.add_argument("--max-ratio", type=float, default=1.3, help="allowed PGA / network ratio")
     p.add_argument("--breakdown", action="store_true", help="always show where the time goes")
     return p.parse_args()
@@ -93,34 +88,49 @@ def timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
     return run
 
 
+def resolve_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
 def main() -> int:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    torch.set_flush_denormal(True)
+    cfg = load_config(args.config, args.overrides)
+    device = resolve_device(args.device or cfg.device)
     start = time.perf_counter()
-    op = ParallelBeam2D(args.n, args.views, device=device)
+    op = measurement_operator(cfg, device)
     build_s = time.perf_counter() - start
-    torch.manual_seed(0)
-    channels = tuple(int(c) for c in args.channels.split(","))
-    net = ResidualUNet(channels, args.res_units).to(device).eval()
-    f = lambda y: net(op.fbp(y))  # noqa: E731
 
-    gen = torch.Generator().manual_seed(0)
-    x = torch.rand(args.batch, 1, args.n, args.n, generator=gen).to(device)
+    torch.manual_seed(cfg.seed)
+    net = build_residual_unet(
+        cfg.model.channels, num_res_units=cfg.model.num_res_units, dropout=cfg.model.dropout
+    )
+    torch.nn.init.normal_(net.head.weight, std=0.1)
+    net = net.to(device).eval()
+    f = FBPConvNet(op, net).eval()
+
+    batch, n = cfg.attack.batch_size, cfg.data.n
+    gen = torch.Generator().manual_seed(cfg.seed)
+    x = torch.rand(batch, 1, n, n, generator=gen).to(device)
     y = op.A(x)
-    x0 = op.fbp(y).detach()
+    x0 = op.fbp(y).detach().contiguous()
     clock = timer(device)
+    eps = cfg.attack.eps[0]
+    pga = configured_pga(cfg, device, eps)
 
     def network_alone() -> None:
         inp = x0.clone().requires_grad_(True)
         loss = 0.5 * (net(inp) - x).pow(2).sum()
         torch.autograd.grad(loss, inp)
 
-    def pga(n_iter: int) -> Callable[[], object]:
-        return lambda: measurement_pga(f, y, x, 0.01, relative=True, n_iter=n_iter)
+    def attack(n_iter: int) -> Callable[[], object]:
+        return lambda: pga(f, y, x, n_iter=n_iter)
 
-    base, more = pga(1), pga(1 + args.iters)
+    base, more = attack(1), attack(1 + args.iters)
     for _ in range(args.warmup):
         network_alone()
         base()
@@ -135,10 +145,14 @@ def main() -> int:
     med_net = statistics.median(net_s)
     med_pga = (statistics.median(more_s) - statistics.median(base_s)) / args.iters
 
+    kind = "relative" if cfg.attack.relative else "absolute"
     print(
-        f"device {device} ({torch.get_num_threads()} CPU threads), N={args.n}, V={args.views}, "
-        f"D={op.n_det}, batch {args.batch}, UNet channels {channels}, "
-        f"res units {args.res_units}, operator backend {op.backend} (built in {build_s:.1f} s)"
+        f"config {args.config.name} {' '.join(args.overrides)}".rstrip()
+        + f": device {device} ({torch.get_num_threads()} CPU threads), N={n}, "
+        f"V={op.n_views}, D={op.n_det}, batch {batch}, UNet channels {cfg.model.channels}, "
+        f"res units {cfg.model.num_res_units}, operator backend {op.backend} "
+        f"(built in {build_s:.1f} s); PGA eps {eps} ({kind}), "
+        f"step {cfg.attack.step}, momentum {cfg.attack.momentum}"
     )
     print(f"over {args.repeats} repeats:                 min        median")
     print(f"network forward+backward alone: {1e3 * t_net:8.2f} ms  {1e3 * med_net:8.2f} ms")

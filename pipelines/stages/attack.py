@@ -27,6 +27,7 @@ from ctrobust.attacks import (
     run_attack_over_loader,
 )
 from ctrobust.attacks.metrics import rho_hat, slice_quality
+from ctrobust.config import RunConfig
 from ctrobust.distributed import gather_rows, is_main, shard
 from ctrobust.metrics import DATA_RANGE_NOTE
 from ctrobust.models import FBPConvNet
@@ -54,19 +55,19 @@ def attacked_methods(ctx: RunContext, op: ParallelBeam2D) -> dict[str, Reconstru
     return methods
 
 
-def configured_pga(ctx: RunContext, eps: float) -> partial:
-    """``measurement_pga`` with the run's attack settings bound: f, y, x are left to call it."""
-    cfg = ctx.cfg.attack
+def configured_pga(cfg: RunConfig, device: torch.device, eps: float) -> partial:
+    """``measurement_pga`` with a config's attack settings bound: f, y, x are left to call it."""
+    attack = cfg.attack
     return partial(
         measurement_pga,
         eps=eps,
-        relative=cfg.relative,
-        n_iter=cfg.n_iter,
-        step=cfg.step,
-        momentum=cfg.momentum,
-        restarts=cfg.restarts,
-        random_start=cfg.random_start,
-        generator=torch.Generator(device=ctx.device).manual_seed(ctx.cfg.seed),
+        relative=attack.relative,
+        n_iter=attack.n_iter,
+        step=attack.step,
+        momentum=attack.momentum,
+        restarts=attack.restarts,
+        random_start=attack.random_start,
+        generator=torch.Generator(device=device).manual_seed(cfg.seed),
     )
 
 
@@ -76,7 +77,7 @@ def _attack_shard(
     """PGA and the random baseline at one eps on this process's test slices."""
     cfg = ctx.cfg.attack
     loader = DataLoader(TensorDataset(test.y, test.x_gt), batch_size=cfg.batch_size)
-    pga = configured_pga(ctx, eps)
+    pga = configured_pga(ctx.cfg, ctx.device, eps)
     random = partial(
         random_perturbation_baseline,
         eps=eps,
@@ -195,7 +196,7 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     cfg = ctx.cfg.attack
     data, split = load_simulated(ctx)
     test = data.subset(split["test"][: cfg.max_slices] if cfg.max_slices else split["test"])
-    op = measurement_operator(ctx)
+    op = measurement_operator(ctx.cfg, ctx.device)
     methods = attacked_methods(ctx, op)
     models, tensors = {}, {}
     for name, f in methods.items():

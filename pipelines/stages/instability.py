@@ -161,7 +161,7 @@ def _attack_tv(
     y, x_gt = test.y.to(ctx.device), test.x_gt.to(ctx.device)
     rho = []
     for eps in attack.eps:
-        result = configured_pga(ctx, eps)(f, y, x_gt)
+        result = configured_pga(ctx.cfg, ctx.device, eps)(f, y, x_gt)
         rho.append(float(result.error.mean()))
     return {
         "eps": list(attack.eps),
@@ -178,7 +178,7 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     data, split = load_simulated(ctx)
     test = data.subset(split["test"][: cfg.max_slices])
     train = data.subset(split["train"][:TRAINING_SLICES_FOR_TV_WEIGHT])
-    op = measurement_operator(ctx)
+    op = measurement_operator(ctx.cfg, ctx.device)
 
     lam, table = choose_tv_weight(
         op,

@@ -6,6 +6,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from ctrobust.config import RunConfig
 from ctrobust.distributed import barrier, is_main
 from ctrobust.models import ResidualUNet, build_residual_unet
 from ctrobust.physics import ParallelBeam2D
@@ -15,14 +18,13 @@ from pipelines.runner import RunContext
 from pipelines.stages.simulate import load_simulated
 
 
-def measurement_operator(ctx: RunContext) -> ParallelBeam2D:
-    """The operator of the measured (input) views, on the run's device."""
-    cfg = ctx.cfg
+def measurement_operator(cfg: RunConfig, device: torch.device) -> ParallelBeam2D:
+    """The operator of the measured (input) views of a config, on ``device``."""
     return ParallelBeam2D(
         cfg.data.n,
         cfg.physics.views,
         n_det=cfg.physics.n_det,
-        device=ctx.device,
+        device=device,
         window=cfg.physics.filter,
     )
 
@@ -57,7 +59,7 @@ def _checkpoint_dir(ctx: RunContext, name: str) -> Path:
 
 def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     data, split = load_simulated(ctx)
-    op = measurement_operator(ctx)
+    op = measurement_operator(ctx.cfg, ctx.device)
     train, val = data.subset(split["train"]), data.subset(split["val"]) if split["val"] else None
     summary: dict[str, Any] = {}
     histories = {}
