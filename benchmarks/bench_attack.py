@@ -7,9 +7,11 @@ What is measured is what a run of the config executes: the operator of ``physics
 ``data.n``, FBPConvNet built from ``model`` by the library (random weights: timing does not
 depend on their values, and the zero-initialised output head is redrawn so that gradients
 through the U-Net are not zero), a batch of ``attack.batch_size`` slices, and the PGA bound
-from ``attack`` exactly as the attack stage binds it. Subnormal floats are flushed as in every
-run. Both figures are measured side by side in one process, repetitions interleaved so that
-load from other processes hits both alike, after ``--warmup`` rounds. Each is given as the
+from ``attack`` exactly as the attack stage binds it, with the process settings of every run
+(``ctrobust.runtime``: subnormals flushed, glibc told to recycle freed tensor memory;
+``--untuned`` leaves both alone). Both figures are measured side by side in one process,
+repetitions interleaved so that load from other processes hits both alike, after ``--warmup``
+rounds. Each is given as the
 minimum and the median over ``--repeats``; the verdict uses the minima (the usual estimator
 under background load, as ``timeit`` recommends: other processes only ever add time), and both
 ratios are printed:
@@ -44,6 +46,7 @@ import torch
 from ctrobust.attacks._ball import project_l2_ball, sample_norms
 from ctrobust.config import load_config
 from ctrobust.models import FBPConvNet, build_residual_unet
+from ctrobust.runtime import tune_cpu_runtime
 from pipelines.stages.attack import configured_pga
 from pipelines.stages.train import measurement_operator
 
@@ -67,6 +70,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=7, help="timed repetitions")
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     p.add_argument("--max-ratio", type=float, default=1.3, help="allowed PGA / network ratio")
+    p.add_argument(
+        "--untuned",
+        action="store_true",
+        help="leave glibc's allocator and subnormal handling as they are (runs tune them)",
+    )
     p.add_argument("--breakdown", action="store_true", help="always show where the time goes")
     return p.parse_args()
 
@@ -98,7 +106,7 @@ def main() -> int:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)
+    tuned = tune_cpu_runtime() if not args.untuned else False
     cfg = load_config(args.config, args.overrides)
     device = resolve_device(args.device or cfg.device)
     start = time.perf_counter()
@@ -152,7 +160,8 @@ def main() -> int:
         f"V={op.n_views}, D={op.n_det}, batch {batch}, UNet channels {cfg.model.channels}, "
         f"res units {cfg.model.num_res_units}, operator backend {op.backend} "
         f"(built in {build_s:.1f} s); PGA eps {eps} ({kind}), "
-        f"step {cfg.attack.step}, momentum {cfg.attack.momentum}"
+        f"step {cfg.attack.step}, momentum {cfg.attack.momentum}; "
+        f"allocator tuned: {'yes' if tuned else 'no'}"
     )
     print(f"over {args.repeats} repeats:                 min        median")
     print(f"network forward+backward alone: {1e3 * t_net:8.2f} ms  {1e3 * med_net:8.2f} ms")

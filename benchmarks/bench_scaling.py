@@ -27,6 +27,7 @@ import torch
 from ctrobust.attacks import measurement_pga
 from ctrobust.models import FBPConvNet, build_residual_unet
 from ctrobust.physics import ParallelBeam2D
+from ctrobust.runtime import tune_cpu_runtime
 
 
 def _model(n: int, views: int, device: torch.device) -> FBPConvNet:
@@ -42,6 +43,7 @@ def _data(f: FBPConvNet, count: int, device: torch.device) -> tuple[torch.Tensor
 
 
 def _throughput_worker(local_rank: int, args: argparse.Namespace, threads: int, out: str) -> None:
+    tune_cpu_runtime()  # as every run's process does
     torch.set_num_threads(threads)
     device = torch.device("cpu")
     f = _model(args.n, args.views, device)
@@ -84,7 +86,8 @@ def _memory_child(n: int, views: int, batch: int, device_name: str) -> None:
 
     Building the operator's matrix peaks higher than the attack, so the peak is reset
     (CUDA: reset_peak_memory_stats; CPU: writing 5 to /proc/self/clear_refs resets
-    VmHWM) after set-up and read after the iteration.
+    VmHWM) after set-up and read after the iteration. glibc's allocator keeps its defaults
+    here (no ``tune_cpu_runtime``), so memory recycled from set-up does not hide in the peak.
     """
     device = torch.device(device_name)
     f = _model(n, views, device)

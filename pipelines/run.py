@@ -17,15 +17,14 @@ import torch
 
 from ctrobust.config import RunConfig
 from ctrobust.distributed import backend_for, is_main, launch
+from ctrobust.runtime import tune_cpu_runtime
 from pipelines.ct import stages_for
 from pipelines.logs import setup_logging
 from pipelines.runner import RunContext, Runner, resolve_device
 
 
 def _execute(cfg: RunConfig, run_dir: Path, quiet: bool, debug: bool) -> dict[str, Any]:
-    # Adam with beta1 = 0.5 drives dead-ReLU weights of G to subnormal floats, which made
-    # CPU epochs 20-40x slower (docs/adversarial_training.md); flushing them costs nothing.
-    torch.set_flush_denormal(True)
+    tune_cpu_runtime()
     log = setup_logging(run_dir, quiet, debug, main=is_main())
     device = resolve_device(cfg.device)
     if idist.get_world_size() > 1 and device.type == "cuda":
