@@ -39,6 +39,9 @@ def test_run_writes_results_and_rerun_recomputes_nothing(tiny_config: Path, tmp_
     assert set(instability["more_views"]["methods"]) == {"fbp24", "tv", "plain"}
     assert instability["details"]["names"] == ["hearts"]
     assert instability["tv"]["chosen_on"].startswith("train")
+    # a two-weight grid always picks an end of it: the run must say the grid may be too narrow
+    assert instability["tv"]["at_edge_of_grid"] is True
+    assert "is at an end of instability.tv_weights" in (out / "log.txt").read_text()
     assert len(instability["tv_attack"]["rho_hat"]) == 2
     assert list((out / "dicom").glob("*/plain_attacked_eps0.05/*.dcm"))
     assert metrics["data"]["split_by"] == "patient"

@@ -188,6 +188,14 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
         n_iter_max=cfg.tv_iter,
         tol=cfg.tv_tol,
     )
+    at_edge = lam in (min(cfg.tv_weights), max(cfg.tv_weights))
+    if at_edge:
+        ctx.log.warning(
+            "TV weight %g is at an end of instability.tv_weights %s: the best weight may lie "
+            "outside the grid, so TV may be a weaker reference than it can be; widen the grid",
+            lam,
+            sorted(cfg.tv_weights),
+        )
     reconstructors = {
         f"fbp{ctx.cfg.physics.views}": fbp_reconstructor,
         "tv": _view_scaled_tv(lam, ctx.cfg.physics.views, cfg.tv_iter, cfg.tv_tol),
@@ -225,7 +233,12 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     }
     metrics = {
         "slices": len(test),
-        "tv": {"lam": lam, "candidates": table, "chosen_on": f"train ({len(train)} slices)"},
+        "tv": {
+            "lam": lam,
+            "candidates": table,
+            "chosen_on": f"train ({len(train)} slices)",
+            "at_edge_of_grid": at_edge,
+        },
         "details": details,
         "more_views": more_views,
     }
