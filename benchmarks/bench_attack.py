@@ -55,7 +55,9 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="pipeline config")
+    p.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help="pipeline config (default: the demo)"
+    )
     p.add_argument(
         "--set",
         dest="overrides",
