@@ -101,7 +101,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY.PATH=VALUE",
         help="override a config value, e.g. --set data.folder=/path/to/dicom (repeatable)",
     )
-    run.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    run.add_argument(
+        "--quiet",
+        action="store_true",
+        help="warnings only (progress bars are shown only when stderr is a terminal)",
+    )
     run.add_argument(
         "--nproc-per-node",
         type=int,

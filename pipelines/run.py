@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,10 @@ def _execute(cfg: RunConfig, run_dir: Path, quiet: bool, debug: bool) -> dict[st
     device = resolve_device(cfg.device)
     if idist.get_world_size() > 1 and device.type == "cuda":
         device = idist.device()
-    ctx = RunContext(cfg=cfg, run_dir=run_dir, device=device, log=log, show_progress=not quiet)
+    # progress bars only on a terminal: redirected to a file, their carriage-return redraws
+    # become one unreadable line per bar
+    bars = not quiet and sys.stderr.isatty()
+    ctx = RunContext(cfg=cfg, run_dir=run_dir, device=device, log=log, show_progress=bars)
     return Runner(stages_for(cfg), ctx).run()
 
 
