@@ -47,6 +47,7 @@ from ctrobust.attacks._ball import project_l2_ball, sample_norms
 from ctrobust.config import load_config
 from ctrobust.models import FBPConvNet, build_residual_unet
 from ctrobust.runtime import tune_cpu_runtime
+from pipelines.runner import resolve_device
 from pipelines.stages.attack import configured_pga
 from pipelines.stages.train import measurement_operator
 
@@ -96,12 +97,6 @@ def timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
         return time.perf_counter() - start
 
     return run
-
-
-def resolve_device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
 
 
 def main() -> int:

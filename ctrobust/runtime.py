@@ -34,11 +34,11 @@ def keep_freed_memory() -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-        gnu_version = libc.gnu_get_libc_version
-    except (OSError, AttributeError):
+    except OSError:
         return False
-    del gnu_version  # present only in glibc: its presence is the check
+    if not hasattr(libc, "gnu_get_libc_version"):  # mallopt's parameters are glibc's
+        return False
+    mallopt = libc.mallopt
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     no_mmap = mallopt(M_MMAP_MAX, 0) == 1
@@ -55,3 +55,8 @@ def tune_cpu_runtime() -> bool:
     """
     torch.set_flush_denormal(True)
     return keep_freed_memory()
+
+
+def flushing_denormals() -> bool:
+    """Whether this thread flushes subnormal floats (torch can set the flag but not read it)."""
+    return float(torch.tensor([1e-39]) * 3.0) == 0.0

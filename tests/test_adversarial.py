@@ -323,6 +323,20 @@ def test_denormals_flushed_only_while_running() -> None:
     assert _subnormals_kept()
 
 
+def test_engine_leaves_a_process_wide_flush_on() -> None:
+    """A pipeline run flushes subnormals for the whole process; training must not undo that."""
+    y, x = _tiny_problem(32)
+    f, G = _models()
+    opts = torch.optim.SGD(f.parameters(), lr=1e-3), torch.optim.Adam(G.parameters())
+    engine = create_adversarial_trainer(f, G, *opts, eps=0.1, lam2=-5.0)
+    torch.set_flush_denormal(True)
+    try:
+        engine.run([(y, x)], max_epochs=1)
+        assert not _subnormals_kept()
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def test_bad_arguments_rejected() -> None:
     f, G = _models()
     opts = torch.optim.SGD(f.parameters(), lr=1e-3), torch.optim.Adam(G.parameters())

@@ -31,13 +31,14 @@ Conventions (documented choices):
   attacks the reconstructor as it is deployed, and its extra forward passes do not
   move BatchNorm statistics. f's own step runs in train mode.
 * ``flush_denormal=True`` flushes subnormal floats to zero on the CPU while the engine runs
-  (restored when it completes or fails). Adam's first moment with the paper's beta1 = 0.5
-  halves every step for weights with zero gradient (dead ReLU units of G), reaching
-  subnormal numbers after ~1000 steps; CPU arithmetic on them is 10-30x slower (measured:
-  a linear-theory epoch with an MLP G went from 4 s to 100-200 s). Values are unchanged
-  to ~1e-308. The flag is per thread and only the calling thread's is set: intra-op worker
-  threads started earlier keep subnormals (a caller on the CPU can set it at process start,
-  before torch starts its thread pool, or run tiny models single-threaded).
+  (the flag is restored to what it was when the engine completes or fails). Adam's first
+  moment with the paper's beta1 = 0.5 halves every step for weights with zero gradient
+  (dead ReLU units of G), reaching subnormal numbers after ~1000 steps; CPU arithmetic on
+  them is 10-30x slower (measured: a linear-theory epoch with an MLP G went from 4 s to
+  100-200 s). Values are unchanged to ~1e-308. The flag is per thread and only the calling
+  thread's is set: intra-op worker threads started earlier keep subnormals (a caller on the
+  CPU can set it at process start, before torch starts its thread pool, or run tiny models
+  single-threaded).
 * The optimisers are built by the caller; the paper uses Adam(lr=1e-4, betas=(0.5, 0.999))
   for both (``paper_adam``).
 """
@@ -52,6 +53,7 @@ from ignite.engine import Engine, Events
 from ignite.metrics import Metric
 from torch import nn
 
+from ctrobust.runtime import flushing_denormals
 from ctrobust.training.regularizers import parseval_penalty, weight_penalty
 
 Batch = Sequence[torch.Tensor]
@@ -196,14 +198,23 @@ def create_adversarial_trainer(
 
 
 def _flush_denormals_while_running(engine: Engine) -> None:
-    """torch.set_flush_denormal(True) from STARTED until COMPLETED or an exception."""
+    """Flush subnormals from STARTED until COMPLETED or an exception, then restore the flag as
+    it was (a pipeline run flushes for the whole process, and later stages keep that)."""
+    before: list[bool] = []
+
+    def start(_: Engine) -> None:
+        before[:] = [flushing_denormals()]
+        torch.set_flush_denormal(True)
+
+    def restore(_: Engine) -> None:
+        torch.set_flush_denormal(before[0] if before else False)
 
     def restore_and_raise(engine: Engine, error: BaseException) -> None:
-        torch.set_flush_denormal(False)
+        restore(engine)
         raise error
 
-    engine.add_event_handler(Events.STARTED, lambda _: torch.set_flush_denormal(True))
-    engine.add_event_handler(Events.COMPLETED, lambda _: torch.set_flush_denormal(False))
+    engine.add_event_handler(Events.STARTED, start)
+    engine.add_event_handler(Events.COMPLETED, restore)
     engine.add_event_handler(Events.EXCEPTION_RAISED, restore_and_raise)
 
 
