@@ -18,7 +18,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
-from ctrobust.atomic import atomic_write
+from dicom_io.atomic import atomic_write
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 INT16_MAX = 32767

@@ -9,7 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ctrobust.atomic import atomic_write
+from dicom_io.atomic import atomic_write
 from dicom_io.geometry import Grid
 from dicom_io.series import CTSeries
 

@@ -23,7 +23,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import generate_uid
 
-from ctrobust.atomic import atomic_dir
+from dicom_io.atomic import atomic_dir
 from dicom_io.ctimage import SeriesSpec, choose_slope, dicom_now, init_series, save, slice_dataset
 from dicom_io.deid import DeidConfig, Deidentifier
 from dicom_io.geometry import Grid

@@ -27,7 +27,7 @@ import torch
 import ctrobust
 from ctrobust.config import RunConfig
 from ctrobust.distributed import barrier, is_main, world_size
-from pipelines.io import atomic_write_json
+from ctrobust.runfiles import atomic_write_json
 
 StageFn = Callable[["RunContext", Path], dict[str, Any]]
 

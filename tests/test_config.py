@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ctrobust.cli import main
 from ctrobust.config import ConfigError, load_config
+from pipelines.cli import main
 
 CONFIGS = sorted(Path(__file__).resolve().parents[1].glob("configs/*.yaml"))
 

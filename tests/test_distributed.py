@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ctrobust.cli import main
+from pipelines.cli import main
 
 pytestmark = pytest.mark.slow
 

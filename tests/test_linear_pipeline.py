@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ctrobust.cli import main
 from ctrobust.config import ConfigError, load_config
+from pipelines.cli import main
 
 SMALL = """
 name: linear_small

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ctrobust.cli import main
+from pipelines.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +70,7 @@ def test_sigkill_during_training_resumes_from_checkpoint(tiny_config: Path, tmp_
     command = [
         sys.executable,
         "-m",
-        "ctrobust.cli",
+        "pipelines.cli",
         "run",
         str(tiny_config),
         "--out",

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from ctrobust.report import browser_check, browser_unavailable_reason, build_report
-from pipelines.io import atomic_write_json, save_tensors
+from ctrobust.runfiles import atomic_write_json, save_tensors
 
 EPS = (0.01, 0.03)
 SCHEMES = {"plain": "plain", "adv": "adversarial"}
@@ -479,7 +479,7 @@ def test_report_from_metrics_only(tmp_path):
 @pytest.mark.slow
 def test_demo_run_report_in_chromium(tiny_config, tmp_path):
     """The report of a real (tiny) demo-data run: tables match metrics.json, images load."""
-    from ctrobust.cli import main
+    from pipelines.cli import main
 
     run = tmp_path / "run"
     assert main(["run", str(tiny_config), "--out", str(run), "--quiet"]) == 0

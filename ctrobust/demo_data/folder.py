@@ -17,8 +17,8 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from ctrobust.atomic import atomic_dir
 from ctrobust.demo_data.anatomy import Canvas, add_lesions, draw_patient, render_slice
+from dicom_io.atomic import atomic_dir
 from dicom_io.ctimage import SeriesSpec, init_series, save, slice_dataset
 from dicom_io.uids import hashed_uid
 

@@ -18,8 +18,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ctrobust.atomic import atomic_write
 from ctrobust.physics.astra_projector import astra_geometries
+from dicom_io.atomic import atomic_write
 
 
 def estimate_nnz(n: int, angles: np.ndarray) -> int:

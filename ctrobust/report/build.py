@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ctrobust.atomic import write_text_atomic
+from dicom_io.atomic import write_text_atomic
 
 from .antun import instability_section
 from .browser import BrowserUnavailableError, print_pdf

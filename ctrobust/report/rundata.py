@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from pipelines.io import load_tensors
+from ctrobust.runfiles import load_tensors
 
 
 def _json(path: Path) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver, ProgressBar, global_step_from_engine
 from torch.utils.data import DataLoader, TensorDataset
 
-from ctrobust.atomic import write_text_atomic
 from ctrobust.config import RunConfig, SchemeConfig
 from ctrobust.distributed import GlobalBatchSampler, distribute_model, is_main
 from ctrobust.models import FBPConvNet, ResidualUNet, build_residual_unet
@@ -31,6 +30,7 @@ from ctrobust.training.supervised import (
     create_evaluator,
     create_supervised_trainer,
 )
+from dicom_io.atomic import write_text_atomic
 
 CHECKPOINT_PATTERN = re.compile(r"checkpoint_(\d+)\.pt$")
 

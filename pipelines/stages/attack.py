@@ -32,8 +32,8 @@ from ctrobust.distributed import gather_rows, is_main, shard
 from ctrobust.metrics import DATA_RANGE_NOTE
 from ctrobust.models import FBPConvNet
 from ctrobust.physics import ParallelBeam2D
+from ctrobust.runfiles import atomic_write_json, save_tensors
 from ctrobust.simulation import SimulatedSlices
-from pipelines.io import atomic_write_json, save_tensors
 from pipelines.runner import RunContext
 from pipelines.stages.simulate import load_simulated
 from pipelines.stages.train import load_networks, measurement_operator

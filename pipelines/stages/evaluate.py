@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from ctrobust.metrics import DATA_RANGE_NOTE, psnr_per_slice, ssim_per_slice, summarize
-from pipelines.io import atomic_write_json, save_tensors
+from ctrobust.runfiles import atomic_write_json, save_tensors
 from pipelines.runner import RunContext
 from pipelines.stages.simulate import load_simulated
 from pipelines.stages.train import load_networks

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ctrobust.physics.units import relative_to_hu
+from ctrobust.runfiles import atomic_write_json, load_tensors
 from dicom_io import (
     CTSeries,
     DeidConfig,
@@ -28,7 +29,6 @@ from dicom_io import (
     write_nifti,
     write_series,
 )
-from pipelines.io import atomic_write_json, load_tensors
 from pipelines.runner import RunContext
 from pipelines.stages.simulate import load_simulated
 

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ctrobust.runfiles import atomic_write_json, save_tensors
 from dicom_io import ingest_report_to_dict, scan_folder
-from pipelines.io import atomic_write_json, save_tensors
 from pipelines.runner import RunContext
 
 

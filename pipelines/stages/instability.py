@@ -33,8 +33,8 @@ from ctrobust.instability import (
 )
 from ctrobust.physics import ParallelBeam2D
 from ctrobust.physics.units import add_poisson_noise
+from ctrobust.runfiles import atomic_write_json, save_tensors
 from ctrobust.simulation import SimulatedSlices
-from pipelines.io import atomic_write_json, save_tensors
 from pipelines.runner import RunContext
 from pipelines.stages.attack import configured_pga
 from pipelines.stages.simulate import load_simulated

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ctrobust.linear_theory.run import run_linear_theory
-from pipelines.io import atomic_write_json
+from ctrobust.runfiles import atomic_write_json
 from pipelines.runner import RunContext
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ctrobust.runfiles import atomic_write_json, load_tensors, save_tensors
 from ctrobust.simulation import SimulatedSlices, SliceSource, simulate, split_indices
-from pipelines.io import atomic_write_json, load_tensors, save_tensors
 from pipelines.runner import RunContext
 
 

@@ -12,8 +12,8 @@ from ctrobust.config import RunConfig
 from ctrobust.distributed import barrier, is_main
 from ctrobust.models import ResidualUNet, build_residual_unet
 from ctrobust.physics import ParallelBeam2D
+from ctrobust.runfiles import atomic_write_json, load_tensors, save_tensors
 from ctrobust.training.fit import train_scheme
-from pipelines.io import atomic_write_json, load_tensors, save_tensors
 from pipelines.runner import RunContext
 from pipelines.stages.simulate import load_simulated
 

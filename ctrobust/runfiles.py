@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ctrobust.atomic import atomic_write
+from dicom_io.atomic import atomic_write
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
