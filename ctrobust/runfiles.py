@@ -12,8 +12,10 @@ from dicom_io.atomic import atomic_write
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON (indented, keys in insertion order) atomically."""
-    atomic_write(path, lambda fh: fh.write((json.dumps(data, indent=2) + "\n").encode()))
+    """Write strict JSON atomically: indented, keys in order, no NaN (undefined is null)."""
+    atomic_write(
+        path, lambda fh: fh.write((json.dumps(data, indent=2, allow_nan=False) + "\n").encode())
+    )
 
 
 def save_tensors(path: Path, data: dict[str, Any]) -> None:

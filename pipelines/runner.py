@@ -135,7 +135,12 @@ class Runner:
         for stage in self.stages:
             path = self.ctx.stage_dir(stage.name) / "metrics.json"
             if stage.enabled(self.ctx.cfg) and path.exists():
-                metrics.update(json.loads(path.read_text()))
+                sections = json.loads(path.read_text())
+                # several stages describe the methods they evaluated: keep them all
+                methods = {**metrics.get("methods", {}), **sections.pop("methods", {})}
+                metrics.update(sections)
+                if methods:
+                    metrics["methods"] = methods
         self.ctx.metrics = metrics
         if is_main():
             atomic_write_json(self.ctx.run_dir / "metrics.json", metrics)

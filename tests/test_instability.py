@@ -15,25 +15,31 @@ from ctrobust.instability import (
     choose_tv_weight,
     divergence,
     evaluate_detail,
-    fbp_reconstructor,
     gradient,
     insert_detail,
     mask_bbox,
     more_views_sweep,
-    network_on_fbp,
     recovery_score,
     render_symbols,
     render_text,
     shepp_logan_head,
     sirt_reconstruct,
-    sirt_reconstructor,
     tv_reconstruct,
-    tv_reconstructor,
     unrolled_sirt,
     unrolled_tv,
 )
 from ctrobust.metrics import psnr_per_slice
 from ctrobust.physics import ParallelBeam2D
+from ctrobust.reconstructors import (
+    FBP,
+    SIRT,
+    TV,
+    MethodId,
+    MethodKind,
+    NetworkOnFBP,
+    Provenance,
+    Reconstructor,
+)
 
 
 def noisy(y: torch.Tensor, level: float, seed: int) -> torch.Tensor:
@@ -184,10 +190,10 @@ def test_detail_score_is_one_for_a_perfect_method_and_zero_for_an_ignoring_one()
     ins = insert_detail(x, render_symbols(64, height=6), contrast_hu=200.0)
     y_with = op.A(ins.x)
 
-    def perfect(op_, y):
+    def perfect(y):
         return ins.x if torch.equal(y, y_with) else x
 
-    def ignoring(op_, y):
+    def ignoring(y):
         return x
 
     result = evaluate_detail({"perfect": perfect, "ignoring": ignoring}, op, x, ins)
@@ -201,7 +207,7 @@ def test_detail_score_is_one_for_a_perfect_method_and_zero_for_an_ignoring_one()
 def test_fbp_recovers_most_of_a_detail(op50):
     x = shepp_logan_head(64)
     ins = insert_detail(x, render_symbols(64, height=6), contrast_hu=300.0)
-    result = evaluate_detail({"fbp": fbp_reconstructor}, op50, x, ins)["fbp"].summary()
+    result = evaluate_detail({"fbp": FBP(op50)}, op50, x, ins)["fbp"].summary()
     assert 0.6 < result["score_mean"] < 1.1
     assert result["correlation_mean"] > 0.8
 
@@ -220,23 +226,39 @@ def test_inserted_text_is_legible_in_a_saved_png():
     assert float(box_correlation(change, wrong_text, ins.boxes)) < 0.3
 
 
+class _Degrading(Reconstructor):
+    """FBP plus a bias that grows with the view count: more views make it worse."""
+
+    def __init__(self, op) -> None:
+        super().__init__(
+            MethodId(MethodKind.CONTROL, "degrading"), "degrading", op, Provenance("test")
+        )
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.operator.fbp(y) + 1e-3 * self.operator.n_views
+
+    def for_operator(self, op) -> _Degrading:
+        return _Degrading(op)
+
+
 def test_more_views_improve_classical_methods_and_flag_a_degrading_one():
     x = shepp_logan_head(32)
+    op = ParallelBeam2D(32, 16)
     seen_shapes = []
 
     def image_net(fbp_image):
         seen_shapes.append(tuple(fbp_image.shape))
         return fbp_image
 
-    def degrading(op, y):
-        return op.fbp(y) + 1e-3 * op.n_views
-
+    net = NetworkOnFBP(
+        op, image_net, MethodId(MethodKind.NETWORK, "net"), "net", Provenance("identity")
+    )
     methods = {
-        "fbp": fbp_reconstructor,
-        "net": network_on_fbp(image_net),
-        "sirt": sirt_reconstructor(n_iter=50, tol=0),
-        "tv": tv_reconstructor(0.1, n_iter_max=100),
-        "degrading": degrading,
+        "fbp": FBP(op),
+        "net": net,
+        "sirt": SIRT(op, n_iter=50, tol=0),
+        "tv": TV(op, 0.1, n_iter=100, tol=1e-4, scale_with_views=False),
+        "degrading": _Degrading(op),
     }
     result = more_views_sweep(methods, x, views=(64, 16, 32))
     assert result["views"] == [16, 32, 64]
@@ -247,6 +269,17 @@ def test_more_views_improve_classical_methods_and_flag_a_degrading_one():
     assert result["methods"]["net"]["psnr_mean"] == result["methods"]["fbp"]["psnr_mean"]
     assert result["methods"]["degrading"]["max_psnr_drop_db"] > 1.0
     assert len(result["methods"]["fbp"]["ssim"][0]) == 1
+
+
+def test_a_reconstructor_rebuilt_for_more_views_keeps_its_identity_and_geometry():
+    op = ParallelBeam2D(32, 16)
+    tv = TV(op, 0.5, n_iter=10, tol=0.0)
+    more = tv.for_operator(ParallelBeam2D(32, 64))
+    assert (more.name, more.geometry.views) == ("tv", 64)
+    assert more.lam == pytest.approx(0.5 * 64 / 16)  # the data term sums over 4x the views
+    assert FBP(op).for_operator(ParallelBeam2D(32, 64)).name == "fbp16"
+    with pytest.raises(ValueError, match="only at its own geometry"):
+        _Degrading.__mro__[1].for_operator(_Degrading(op), op)
 
 
 @pytest.mark.cuda
@@ -263,6 +296,6 @@ def test_tv_and_sirt_on_cuda_match_cpu():
     assert torch.allclose(tv_gpu.cpu(), tv_cpu, atol=1e-3)
     assert torch.allclose(sirt_gpu.cpu(), sirt_cpu, atol=1e-3)
     ins = insert_detail(x.cuda(), render_symbols(64, height=6).cuda(), contrast_hu=300.0)
-    scores = evaluate_detail({"fbp": fbp_reconstructor}, gpu, x.cuda(), ins)
+    scores = evaluate_detail({"fbp": FBP(gpu)}, gpu, x.cuda(), ins)
     assert scores["fbp"].score.device.type == "cuda"
     assert 0.6 < float(scores["fbp"].score) < 1.1

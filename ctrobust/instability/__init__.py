@@ -16,13 +16,6 @@ from .details import (
 from .finite_diff import divergence, gradient, total_variation
 from .more_views import DEFAULT_VIEWS, more_views_sweep
 from .phantom import shepp_logan_head
-from .reconstructors import (
-    Reconstructor,
-    fbp_reconstructor,
-    network_on_fbp,
-    sirt_reconstructor,
-    tv_reconstructor,
-)
 from .sirt import SIRTInfo, UnrolledSIRT, sirt_reconstruct, sirt_weights, unrolled_sirt
 from .tv import TVInfo, UnrolledTV, default_step_ratio, tv_objective, tv_reconstruct, unrolled_tv
 from .tv_weight import choose_tv_weight
@@ -32,7 +25,6 @@ __all__ = [
     "SUITS",
     "DetailInsertion",
     "DetailResult",
-    "Reconstructor",
     "SIRTInfo",
     "TVInfo",
     "UnrolledSIRT",
@@ -44,12 +36,10 @@ __all__ = [
     "default_step_ratio",
     "divergence",
     "evaluate_detail",
-    "fbp_reconstructor",
     "gradient",
     "insert_detail",
     "mask_bbox",
     "more_views_sweep",
-    "network_on_fbp",
     "place",
     "recovery_score",
     "render_stamp",
@@ -57,11 +47,9 @@ __all__ = [
     "render_text",
     "shepp_logan_head",
     "sirt_reconstruct",
-    "sirt_reconstructor",
     "sirt_weights",
     "tv_objective",
     "tv_reconstruct",
-    "tv_reconstructor",
     "unrolled_sirt",
     "unrolled_tv",
     "total_variation",

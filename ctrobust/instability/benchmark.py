@@ -19,12 +19,12 @@ import torch
 from ctrobust.metrics import DATA_RANGE_NOTE, psnr_per_slice, ssim_per_slice
 from ctrobust.physics import ParallelBeam2D
 from ctrobust.physics.units import add_poisson_noise
+from ctrobust.reconstructors import FBP, SIRT, TV
 
 from .detail_score import evaluate_detail
 from .details import insert_detail, render_symbols, render_text
 from .more_views import more_views_sweep
 from .phantom import shepp_logan_head
-from .reconstructors import fbp_reconstructor, sirt_reconstructor, tv_reconstructor
 from .sirt import sirt_reconstruct
 from .tv import default_step_ratio, tv_reconstruct, unrolled_tv
 from .tv_weight import choose_tv_weight
@@ -118,9 +118,9 @@ def details(op, x, lam, n_iter_max, tol, contrast_hu) -> dict[str, object]:
     """Recovery score of the card symbols and of "CAN U SEE IT" (noise-free, Antun's setting)."""
     n = x.shape[-1]
     methods = {
-        "fbp": fbp_reconstructor,
-        "sirt": sirt_reconstructor(n_iter=500),
-        "tv": tv_reconstructor(lam, n_iter_max=n_iter_max, tol=tol),
+        "fbp": FBP(op),
+        "sirt": SIRT(op, n_iter=500, tol=1e-5),
+        "tv": TV(op, lam, n_iter=n_iter_max, tol=tol),
     }
     out = {}
     for name, mask in (
@@ -174,9 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     converged, _ = tv_reconstruct(op, y, lam_noisy, 10 * args.n_iter_max, args.tol / 100)
     sweep = more_views_sweep(
         {
-            "fbp": fbp_reconstructor,
-            "sirt": sirt_reconstructor(n_iter=500),
-            "tv": tv_reconstructor(lam_clean, n_iter_max=10 * args.n_iter_max, tol=args.sweep_tol),
+            "fbp": FBP(op),
+            "sirt": SIRT(op, n_iter=500, tol=1e-5),
+            "tv": TV(
+                op,
+                lam_clean,
+                n_iter=10 * args.n_iter_max,
+                tol=args.sweep_tol,
+                scale_with_views=False,
+            ),
         },
         x,
         views=args.sweep,

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from ctrobust.metrics import DATA_RANGE, DATA_RANGE_NOTE
 
 from .details import DetailInsertion
-from .reconstructors import Reconstructor
+
+if TYPE_CHECKING:
+    from ctrobust.reconstructors import Reconstructor
 
 
 def recovery_score(
@@ -96,7 +99,7 @@ def evaluate_detail(
     """Recovery score, box correlation and box PSNR of every method for one inserted detail.
 
     Args:
-        reconstructors: name -> (op, y) -> x (see :mod:`.reconstructors`).
+        reconstructors: name -> reconstructor at the geometry of ``op``.
         op: the measurement operator.
         x: images without the detail (B, 1, N, N).
         insertion: :func:`insert_detail` output for ``x``.
@@ -109,7 +112,8 @@ def evaluate_detail(
         y_with = measure(op, insertion.x)
     out: dict[str, DetailResult] = {}
     for name, f in reconstructors.items():
-        rec_with, rec_without = f(op, y_with), f(op, y_without)
+        with torch.no_grad():
+            rec_with, rec_without = f(y_with), f(y_without)
         out[name] = DetailResult(
             score=recovery_score(rec_with, rec_without, insertion.detail),
             correlation=box_correlation(rec_with - rec_without, insertion.detail, insertion.boxes),

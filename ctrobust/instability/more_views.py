@@ -9,12 +9,15 @@ V; a network trained at 143 views may stagnate or degrade. PSNR and SSIM follow
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from ctrobust.metrics import DATA_RANGE_NOTE, psnr_per_slice, ssim_per_slice
 
-from .reconstructors import Reconstructor
+if TYPE_CHECKING:
+    from ctrobust.reconstructors import Reconstructor
+
 
 DEFAULT_VIEWS = (50, 100, 143, 200, 300, 500, 1000)
 
@@ -36,8 +39,8 @@ def more_views_sweep(
     """Reconstruct ``x`` (B, 1, N, N) from V views for every V and method; score each.
 
     Args:
-        reconstructors: name -> (op, y) -> image; the network enters as
-            ``network_on_fbp(unet)`` so it sees the FBP at each view count.
+        reconstructors: name -> reconstructor; each is rebuilt for every view count with
+            ``for_operator`` (a network on FBP then sees the FBP at that view count).
         x: images the sinograms are simulated from.
         views: view counts to sweep (sorted ascending).
         reference: what the reconstructions are scored against (``x`` when None), e.g. the
@@ -59,8 +62,8 @@ def more_views_sweep(
         op = factory(v)
         with torch.no_grad():
             y = measure(op, x)
-        for name, f in reconstructors.items():
-            rec = f(op, y)
+            recs = {name: f.for_operator(op)(y) for name, f in reconstructors.items()}
+        for name, rec in recs.items():
             table[name]["psnr"].append(psnr_per_slice(rec, reference).tolist())
             table[name]["ssim"].append(ssim_per_slice(rec, reference).tolist())
     methods = {}

@@ -1,8 +1,8 @@
 """Antun et al. (2020) instability tests: image-domain attack iterates r1 < r2 < r3, small
 structural details, and more views.
 
-Figures come from ``metrics["attack"]["image_domain"]`` with images from
-``cache/attack/results.pt["image_domain"]``, and from ``metrics["instability"]`` with
+Figures come from the attack section's ``image_domain`` with images from
+``cache/attack/results.pt["image_domain"]``, and from the instability section with
 optional images from ``cache/instability/results.pt["details"]`` (``names``, ``x``: truth with
 the detail (K,1,N,N), ``detail``: the inserted detail (K,1,N,N), ``recons``: method ->
 (K,1,N,N)).
@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ctrobust.results import ImageDomainResult, TVChoice
+
 from .captions import psnr_note
 from .figures import CurvePanel, Row, colours, curves, mixed_grid, window_grid
 from .html import Markup, Section, figure, fixed, fmt, heading, paragraph, table
@@ -22,16 +24,16 @@ from .rundata import RunData
 from .windows import SOFT_TISSUE, to_hu
 
 
-def _iterate_figure(data: RunData, scheme: str, cached: dict[str, Any], m: dict[str, Any]) -> bytes:
+def _iterate_figure(
+    data: RunData, scheme: str, cached: dict[str, Any], m: ImageDomainResult
+) -> bytes:
     r, recon, x_gt = cached["r"], cached["recon"], cached["x_gt"][0]
-    iterates = m.get("iterates", [])
     cols = ["no perturbation"] + [
-        f"r{k + 1}: ‖r‖/‖x‖ = {fmt(_get(iterates, k, 'r_norm_relative'), 3)}, "
-        f"error {fmt(_get(iterates, k, 'error'), 3)}"
-        for k in range(r.shape[0])
+        f"r{k + 1}: ‖r‖/‖x‖ = {fmt(it.r_norm_relative, 3)}, error {fmt(it.error, 3)}"
+        for k, it in zip(range(r.shape[0]), m.iterates, strict=False)
     ]
     truth_row = [to_hu(x_gt)] + [to_hu(x_gt + r[k]) for k in range(r.shape[0])]
-    clean = _clean_for(data, scheme, m.get("slice"))
+    clean = _clean_for(data, scheme, m.slice)
     recon_row = [to_hu(clean) if clean is not None else None]
     recon_row += [to_hu(recon[k]) for k in range(recon.shape[0])]
     r_row = [None] + [1000.0 * r[k, 0].detach().cpu().double().numpy() for k in range(r.shape[0])]
@@ -43,13 +45,9 @@ def _iterate_figure(data: RunData, scheme: str, cached: dict[str, Any], m: dict[
     return mixed_grid(rows, cols)
 
 
-def _get(items: list[dict[str, Any]], k: int, key: str) -> Any:
-    return items[k].get(key) if k < len(items) else None
-
-
 def _clean_for(data: RunData, scheme: str, label: Any) -> torch.Tensor | None:
     """The scheme's clean reconstruction of the attacked slice, when the label identifies it."""
-    labels = data.metrics.get("attack", {}).get("test_slices", [])
+    labels = data.metrics.attack.test_slices if data.metrics.attack else []
     if isinstance(label, int):
         return data.clean_recon(scheme, label)
     if label in labels:
@@ -58,21 +56,20 @@ def _clean_for(data: RunData, scheme: str, label: Any) -> torch.Tensor | None:
 
 
 def _image_domain(data: RunData, names_of) -> tuple[list[Markup], bool]:
-    metrics = data.metrics.get("attack", {}).get("image_domain", {})
+    metrics = data.metrics.attack.image_domain if data.metrics.attack else {}
     cached = (data.attack or {}).get("image_domain", {})
     body: list[Markup] = []
     for scheme, m in metrics.items():
-        iterates = m.get("iterates", [])
-        body.append(heading(4, f"{data.method_label(scheme)}: {names_of(m.get('slice'))}"))
+        body.append(heading(4, f"{data.method_label(scheme)}: {names_of(m.slice)}"))
         rows = [
             [
                 f"r{k + 1}",
-                fmt(it.get("iteration")),
-                fmt(it.get("r_norm"), 4),
-                fmt(it.get("r_norm_relative"), 4),
-                fmt(it.get("error"), 4),
+                fmt(it.iteration) if it.reached else "not reached",
+                fmt(it.r_norm, 4),
+                fmt(it.r_norm_relative, 4),
+                fmt(it.error, 4),
             ]
-            for k, it in enumerate(iterates)
+            for k, it in enumerate(m.iterates)
         ]
         body.append(
             table(
@@ -83,19 +80,18 @@ def _image_domain(data: RunData, names_of) -> tuple[list[Markup], bool]:
         )
         caption = (
             f"Image-domain attack (Antun et al.): gradient ascent with momentum on "
-            f"Q(r) = ½‖f(A(x + r)) − x‖² − (λ/2)‖r‖², λ = {fmt(m.get('lam'))}, "
-            f"{fmt(m.get('n_iter'))} iterations; r1 < r2 < r3 are early-stopped iterates. "
+            f"Q(r) = ½‖f(A(x + r)) − x‖² − (λ/2)‖r‖², λ = {fmt(m.lam)}, "
+            f"{fmt(m.n_iter)} iterations; r1 < r2 < r3 are early-stopped iterates. "
             "Top: the image the measurement is simulated from (the perturbation is barely "
             "visible); middle: the network's reconstruction; bottom: r in HU. Soft-tissue "
             "window W400/L40."
         )
-        g = m.get("gaussian_control")
-        if g:
-            caption += (
-                f" Stability control: adding Gaussian noise of norm {fmt(g.get('noise_norm'), 3)}"
-                f" (¼‖r1‖) to r1 changes the error from {fmt(g.get('error_r1'), 4)} to "
-                f"{fmt(g.get('error_r1_plus_noise'), 4)}."
-            )
+        g = m.gaussian_control
+        caption += (
+            f" Stability control: adding Gaussian noise of norm {fmt(g.noise_norm, 3)}"
+            f" (¼‖r1‖) to r1 changes the error from {fmt(g.error_r1, 4)} to "
+            f"{fmt(g.error_r1_plus_noise, 4)}."
+        )
         if scheme in cached:
             body.append(
                 figure(_iterate_figure(data, scheme, cached[scheme], m), caption, "iterates")
@@ -106,38 +102,32 @@ def _image_domain(data: RunData, names_of) -> tuple[list[Markup], bool]:
 
 
 def _more_views(data: RunData) -> Markup | None:
-    mv = data.metrics.get("instability", {}).get("more_views")
-    if not mv or not mv.get("views") or not mv.get("methods"):
+    instability = data.metrics.instability
+    if instability is None or not instability.more_views.methods:
         return None
-    views, methods = mv["views"], mv["methods"]
+    views, methods = instability.more_views.views, instability.more_views.methods
     palette = colours(len(methods))
     psnr = [
-        (data.method_label(k), v["psnr"], c, "-")
+        (data.method_label(k), v.psnr, c, "-")
         for (k, v), c in zip(methods.items(), palette, strict=True)
-        if v.get("psnr")
     ]
     ssim = [
-        (data.method_label(k), v["ssim"], c, "-")
+        (data.method_label(k), v.ssim, c, "-")
         for (k, v), c in zip(methods.items(), palette, strict=True)
-        if v.get("ssim")
     ]
-    trained = data.metrics.get("data", {}).get("views")
+    trained = data.metrics.data.views if data.metrics.data else None
     mark = {"marker_x": trained, "marker_label": f"training views ({trained})"} if trained else {}
-    panels = [CurvePanel(views, psnr, "number of views", "PSNR (dB)", "PSNR", log_x=True, **mark)]
-    if ssim:
-        panels.append(
-            CurvePanel(views, ssim, "number of views", "SSIM", "SSIM", log_x=True, **mark)
-        )
+    panels = [
+        CurvePanel(views, psnr, "number of views", "PSNR (dB)", "PSNR", log_x=True, **mark),
+        CurvePanel(views, ssim, "number of views", "SSIM", "SSIM", log_x=True, **mark),
+    ]
     caption = (
         "More samples: every method reconstructs the same test slices from sinograms with "
         "more or fewer views (noise model as in the run). A stable method improves as views "
         "are added; a network trained at a fixed number of views may not. "
         f"{psnr_note(data)}"
     )
-    rows = [
-        [data.method_label(k)] + [fixed(p, 2) for p in v.get("psnr", [])]
-        for k, v in methods.items()
-    ]
+    rows = [[data.method_label(k)] + [fixed(p, 2) for p in v.psnr] for k, v in methods.items()]
     return Markup(
         figure(curves(panels), caption, "PSNR against number of views")
         + table(
@@ -150,24 +140,15 @@ def _more_views(data: RunData) -> Markup | None:
 
 
 def _details(data: RunData) -> Markup | None:
-    det = data.metrics.get("instability", {}).get("details")
-    if not det or not det.get("methods"):
+    instability = data.metrics.instability
+    if instability is None or not instability.details.methods:
         return None
-    names, methods = det.get("names", []), det["methods"]
-    cfg = data.config.get("instability", {}).get("details", {})
-    what = (
-        f" Details {fmt(cfg.get('size_mm'), 3)} mm tall, contrast {fmt(cfg.get('contrast_hu'), 3)}"
-        " HU."
-        if cfg
-        else ""
-    )
-    score_rows = [
-        [data.method_label(m)] + [fmt(_item(v.get("score"), k), 3) for k in range(len(names))]
-        for m, v in methods.items()
-    ]
+    det = instability.details
+    names, methods = det.names, det.methods
+    what = f" Details {fmt(det.size_mm, 3)} mm tall, contrast {fmt(det.contrast_hu, 3)} HU."
+    score_rows = [[data.method_label(m)] + [fmt(v, 3) for v in d.score] for m, d in methods.items()]
     psnr_rows = [
-        [data.method_label(m)] + [fixed(_item(v.get("psnr_box"), k), 2) for k in range(len(names))]
-        for m, v in methods.items()
+        [data.method_label(m)] + [fixed(v, 2) for v in d.psnr_box] for m, d in methods.items()
     ]
     parts = [
         table(
@@ -189,10 +170,6 @@ def _details(data: RunData) -> Markup | None:
     if images and "x" in images and images.get("recons"):
         parts.append(_details_figure(data, images, what))
     return Markup("".join(parts))
-
-
-def _item(values: list[Any] | None, k: int) -> Any:
-    return values[k] if values is not None and k < len(values) else None
 
 
 def _crop_box(mask: torch.Tensor, n: int) -> tuple[slice, slice]:
@@ -229,6 +206,27 @@ def _details_figure(data: RunData, images: dict[str, Any], what: str) -> Markup:
     )
 
 
+def _tv_choice(tv: TVChoice) -> Markup:
+    """How the TV weight was chosen: one row per candidate weight."""
+    rows = [
+        [fmt(c.lam), fixed(c.psnr_mean, 2), fmt(c.iterations), "yes" if c.converged else "no"]
+        + ["chosen" if c.lam == tv.lam else ""]
+        for c in tv.candidates
+    ]
+    edge = (
+        " The chosen weight is at an end of the grid: a wider grid may find a better one."
+        if (tv.at_edge_of_grid)
+        else ""
+    )
+    return table(
+        ["TV weight λ", "Mean PSNR (dB)", "Iterations", "Converged", ""],
+        rows,
+        table_id="tv-weight",
+        caption=f"Classical reference: total-variation (TV) reconstruction, weight chosen on "
+        f"{tv.chosen_on} by PSNR against the ground truth.{edge}",
+    )
+
+
 def instability_section(data: RunData, names_of) -> Section | None:
     """Image-domain iterates, structural details, more views, classical reference settings."""
     body: list[Markup] = []
@@ -248,17 +246,8 @@ def instability_section(data: RunData, names_of) -> Section | None:
         body.append(heading(3, "More views", "more-views-section"))
         children.append(("more-views-section", "More views"))
         body.append(more)
-    tv = data.metrics.get("instability", {}).get("tv")
-    if tv:
-        body.append(
-            paragraph(
-                f"Classical reference: total-variation (TV) reconstruction with weight "
-                f"λ = {fmt(tv.get('lam'))}, chosen among "
-                f"{', '.join(fmt(c) for c in tv.get('candidates', []))} "
-                f"on {tv.get('chosen_on', 'unstated data')}.",
-                "note",
-            )
-        )
+    if data.metrics.instability is not None:
+        body.append(_tv_choice(data.metrics.instability.tv))
     if not body:
         return None
     return Section(

@@ -26,7 +26,7 @@ log = logging.getLogger("ctrobust")
 
 
 def _reading_guide(data: RunData) -> Section:
-    views = data.metrics.get("data", {}).get("views", "the measured number of")
+    views = data.metrics.data.views if data.metrics.data else "the measured number of"
     items = [
         f"FBP: filtered back-projection of the {views}-view sinogram, the classical method.",
         "Network: FBPConvNet, a U-Net that cleans up the FBP image; each training scheme is "
@@ -48,7 +48,7 @@ def render(data: RunData, max_slices: int = DEFAULT_MAX_SLICES) -> str:
     """The report of loaded run data as one HTML string."""
     names = Pseudonyms(data)
     shown = shown_slices(data, max_slices)
-    labels = data.metrics.get("attack", {}).get("test_slices", [])
+    labels = data.metrics.attack.test_slices if data.metrics.attack else []
 
     def slice_name(label: object) -> str:
         if isinstance(label, int) and label < len(labels):

@@ -7,22 +7,22 @@ from ``metrics["clean"]["note"]``.
 
 from __future__ import annotations
 
-from typing import Any
+from ctrobust.results import AttackResult
 
 from .html import fmt
 from .rundata import RunData
 
 
-def eps_axis(attack: dict[str, Any]) -> tuple[str, float]:
+def eps_axis(attack: AttackResult | None) -> tuple[str, float]:
     """Label and scale of ε as the report prints it: percent of ‖y‖₂ when relative."""
-    if attack.get("settings", {}).get("relative", True):
+    if attack is None or attack.settings.relative:
         return "ε (% of ‖y‖₂)", 100.0
     return "ε (absolute, sinogram units)", 1.0
 
 
 def eps_text(data: RunData, eps: float) -> str:
     """One ε as printed: '1%' when relative, else the absolute value."""
-    _, scale = eps_axis(data.metrics.get("attack", {}))
+    _, scale = eps_axis(data.metrics.attack)
     return f"{fmt(eps * scale, 3)}%" if scale == 100.0 else fmt(eps, 3)
 
 
@@ -42,22 +42,23 @@ def eps_abs_text(data: RunData, t: int) -> str:
 
 def psnr_note(data: RunData) -> str:
     """The PSNR/SSIM convention of the run, as a sentence."""
-    note = data.metrics.get("clean", {}).get("note")
-    return f"PSNR/SSIM {note.rstrip('.')}." if note else ""
+    clean = data.metrics.clean
+    return f"PSNR/SSIM {clean.note.rstrip('.')}." if clean else ""
 
 
 def attack_caption(data: RunData, t: int | None = None, full: bool = False) -> str:
     """The sinogram attack's settings; ``t`` adds the slice's absolute budgets, ``full`` the
     random control and the attack stage's own note."""
-    attack = data.metrics.get("attack", {})
-    s = attack.get("settings", {})
-    views = data.metrics.get("data", {}).get("views")
-    relative = s.get("relative", True)
+    attack = data.metrics.attack
+    if attack is None:
+        return ""
+    s = attack.settings
+    views = data.metrics.data.views if data.metrics.data else None
     text = (
         f"Attack: worst-case δ by projected gradient ascent on ‖δ‖₂ ≤ ε "
-        f"({fmt(s.get('n_iter'))} iterations, step {fmt(s.get('step'))}, momentum "
-        f"{fmt(s.get('momentum'))}, {fmt(s.get('restarts', 0))} restarts), "
-        + ("ε relative to ‖y‖₂ of each slice" if relative else "ε absolute")
+        f"({fmt(s.n_iter)} iterations, step {fmt(s.step)}, momentum "
+        f"{fmt(s.momentum)}, {fmt(s.restarts)} restarts), "
+        + ("ε relative to ‖y‖₂ of each slice" if s.relative else "ε absolute")
     )
     budgets = eps_abs_text(data, t) if t is not None else ""
     text += f" ({budgets})" if budgets else ""
@@ -65,7 +66,6 @@ def attack_caption(data: RunData, t: int | None = None, full: bool = False) -> s
         text += f"; {views}-view measurements"
     text += "."
     if full:
-        text += f" Random control: {fmt(s.get('random_draws'))} random δ of the same norm."
-        if attack.get("note"):
-            text += f" {attack['note'].rstrip('.')}."
+        text += f" Random control: {fmt(s.random_draws)} random δ of the same norm."
+        text += f" {attack.note.rstrip('.')}."
     return text

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+
+from ctrobust.results import DataResult
 
 from .html import Markup, Section, facts, fmt, paragraph, table
 from .rundata import RunData
@@ -58,62 +59,58 @@ def run_date(data: RunData) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(mtime))
 
 
-def _split_text(d: dict[str, Any], names: Pseudonyms) -> str:
-    by = d.get("split_by", "unknown")
-    counts = d.get("slices", {})
+def _split_text(d: DataResult, names: Pseudonyms) -> str:
     parts = []
     for split in ("train", "val", "test"):
-        if split not in counts:
+        if split not in d.slices:
             continue
-        patients = d.get("patients", {}).get(split, [])
+        patients = d.patients.get(split, [])
         who = ", ".join(names.patients.get(str(p), str(p)) for p in patients)
-        parts.append(f"{split}: {counts[split]} slices" + (f" ({who})" if who else ""))
-    how = (
-        "by patient: no patient contributes slices to more than one split"
-        if by == "patient"
-        else "by slice block: one patient, contiguous blocks of slices per split"
-        if by == "slice block"
-        else f"by {by}"
+        parts.append(f"{split}: {d.slices[split]} slices" + (f" ({who})" if who else ""))
+    shared = sorted(
+        {
+            p
+            for i, a in enumerate(d.patients)
+            for b in list(d.patients)[i + 1 :]
+            for p in set(d.patients[a]) & set(d.patients[b])
+        }
     )
+    if d.split_by == "slice block":
+        how = "by slice block: one patient, contiguous blocks of slices per split"
+    elif shared:
+        who = ", ".join(names.patients.get(p, p) for p in shared)
+        how = f"by patient; {who} contribute(s) slices to more than one split"
+    else:
+        how = f"by {d.split_by}: no patient contributes slices to more than one split"
     return f"Split {how}. " + "; ".join(parts) + "."
 
 
 def header_section(data: RunData, names: Pseudonyms) -> Section:
     """Run name, date, acquisition model, split, versions and stage status."""
-    d = data.metrics.get("data", {})
-    cfg = data.config
-    physics = cfg.get("physics", {})
-    views = d.get("views", physics.get("views"))
-    gt_views = d.get("gt_views", physics.get("gt_views"))
-    i0 = d.get("i0", physics.get("i0"))
-    pixel = d.get("pixel_mm")
+    d = data.metrics.data
     rows: list[tuple[str, object]] = [
         ("Run", data.name),
         ("Run date", run_date(data)),
         ("Report built", time.strftime("%Y-%m-%d %H:%M:%S")),
         ("Run folder", str(data.run_dir.resolve())),
     ]
-    if d.get("n") or cfg.get("data", {}).get("n"):
-        n = d.get("n", cfg.get("data", {}).get("n"))
-        grid = f"{n} × {n} pixels"
-        if pixel:
-            grid += f", pixel {fmt(pixel[0], 3)}–{fmt(pixel[1], 3)} mm"
-        rows.append(("Image grid", grid))
-    if views:
-        det = f", {d['n_det']} detector pixels" if d.get("n_det") else ""
-        rows.append(("Measured views", f"{views} parallel-beam views uniform in [0°, 180°){det}"))
-    if gt_views:
-        rows.append(("Ground truth", f"FBP of a noise-free {gt_views}-view sinogram"))
-    rows.append(
-        (
-            "Dose model",
-            f"Poisson noise, I₀ = {fmt(i0, 3)} photons per detector pixel"
-            if i0
-            else "noise-free measurements",
-        )
-    )
-    if d:
-        rows.append(("Data split", _split_text(d, names)))
+    if d is not None:
+        grid = f"{d.n} × {d.n} pixels, pixel {fmt(d.pixel_mm[0], 3)}–{fmt(d.pixel_mm[1], 3)} mm"
+        rows += [
+            ("Image grid", grid),
+            (
+                "Measured views",
+                f"{d.views} parallel-beam views uniform in [0°, 180°), {d.n_det} detector pixels",
+            ),
+            ("Ground truth", f"FBP of a noise-free {d.gt_views}-view sinogram"),
+            (
+                "Dose model",
+                f"Poisson noise, I₀ = {fmt(d.i0, 3)} photons per detector pixel"
+                if d.i0
+                else "noise-free measurements",
+            ),
+            ("Data split", _split_text(d, names)),
+        ]
     rows.append(("Seed / device", f"{data.run.get('seed', '–')} / {data.run.get('device', '–')}"))
     versions = data.run.get("versions", {})
     if versions:
@@ -184,56 +181,37 @@ def _where(data: RunData, path: object) -> str:
 
 def export_section(data: RunData, names: Pseudonyms) -> Section | None:
     """Which derived series were written, where, and the de-identification applied."""
-    export = data.metrics.get("export")
-    if not export:
+    export = data.metrics.export
+    if export is None:
         return None
     body = [
         paragraph(
             "Derived DICOM series carry new Series and SOP Instance UIDs, ImageType "
             "DERIVED\\SECONDARY and a description saying they are simulated (and, where "
             "attacked, adversarially perturbed) research reconstructions."
-        )
+        ),
+        paragraph(f"De-identification: {export.deidentification}."),
     ]
-    deid = export.get("deidentification")
-    body.append(
-        paragraph(f"De-identification: {deid}." if deid else "De-identification: not recorded.")
-    )
     places = [
-        f"{label}: {_where(data, export[key])}"
-        for key, label in (("dicom", "DICOM"), ("nifti", "NIfTI"))
-        if export.get(key)
+        f"{label}: {_where(data, path)}"
+        for path, label in ((export.dicom, "DICOM"), (export.nifti, "NIfTI"))
+        if path
     ]
     if places:
         body.append(paragraph("Written to " + "; ".join(places) + " (in the run folder)."))
-    if export.get("kinds"):
-        body.append(paragraph("Kinds written: " + ", ".join(map(str, export["kinds"])) + "."))
-    series = export.get("series", {})
-    if isinstance(series, dict) and series:
-        rows = []
-        for folder, info in series.items():
-            info = info if isinstance(info, dict) else {"written": info}
-            source = str(info.get("source_series", ""))
-            slices = info.get("slices")
-            count = (
-                f"{len(slices)} ({', '.join(map(str, slices))})"
-                if isinstance(slices, list)
-                else _compact(slices)
-                if slices is not None
-                else "–"
-            )
-            rest = {k: v for k, v in info.items() if k not in {"source_series", "slices", "kinds"}}
-            rows.append(
-                [
-                    folder,
-                    names.series.get(source, "–") if source else "–",
-                    count,
-                    _compact(info.get("kinds", "–")),
-                    _compact(rest) or "–",
-                ]
-            )
+    if export.series:
+        rows = [
+            [
+                folder,
+                names.series.get(info.source_series, "–"),
+                f"{len(info.slices)} ({', '.join(map(str, info.slices))})",
+                ", ".join(info.kinds),
+            ]
+            for folder, info in export.series.items()
+        ]
         body.append(
             table(
-                ["Exported series", "Source series", "Slices", "Kinds", "Other"],
+                ["Exported series", "Source series", "Slices", "Kinds"],
                 rows,
                 table_id="export-series",
                 caption="Derived series written by the export stage.",

@@ -1,7 +1,9 @@
 """Read a finished run folder (docs/run_folder.md) for the report; nothing is recomputed.
 
-Every part is optional: a stage that was disabled or has not run yet leaves its key out of
-``metrics.json`` and its cache file absent, and the report drops the matching section.
+``metrics.json`` is validated against :class:`ctrobust.results.Metrics`, so a renamed or
+missing key fails here with its path instead of leaving a silent gap in the report. Every
+section is optional: a stage that was disabled or has not run yet leaves its section out and
+its cache file absent, and the report drops the matching part.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ctrobust.results import Metrics
 from ctrobust.runfiles import load_tensors
 
 
@@ -30,7 +33,7 @@ class RunData:
 
     run_dir: Path
     run: dict[str, Any]
-    metrics: dict[str, Any]
+    metrics: Metrics
     simulated: dict[str, Any] | None = None
     test_recons: dict[str, torch.Tensor] | None = None
     attack: dict[str, Any] | None = None
@@ -47,7 +50,7 @@ class RunData:
         return cls(
             run_dir=run_dir,
             run=_json(run_dir / "run.json"),
-            metrics=_json(run_dir / "metrics.json"),
+            metrics=Metrics.model_validate(_json(run_dir / "metrics.json")),
             simulated=_tensors(cache / "simulate" / "data.pt", mmap=True),
             test_recons=_tensors(cache / "evaluate" / "test_recons.pt"),
             attack=_tensors(cache / "attack" / "results.pt"),
@@ -67,23 +70,14 @@ class RunData:
     def schemes(self) -> dict[str, str]:
         """Trained networks: scheme name -> training kind (plain, adversarial, ...)."""
         listed = self.config.get("train", {}).get("schemes", [])
-        kinds = {s["name"]: s.get("scheme", "") for s in listed if "name" in s}
-        for name in self.metrics.get("training", {}):
-            kinds.setdefault(name, "")
-        return kinds
+        return {s["name"]: s["scheme"] for s in listed}
 
     def method_label(self, method: str) -> str:
-        """Human name of a reconstruction method, e.g. 'FBP, 143 views' or 'plain (network)'."""
-        if method in self.schemes:
-            kind = self.schemes[method]
-            detail = f"network, {kind.replace('_', ' ')} training" if kind else "network"
-            return f"{method} ({detail})"
-        if method.startswith("fbp") and method[3:].isdigit():
-            return f"FBP, {method[3:]} views"
-        return method.upper() if method in {"tv", "sirt"} else method
+        """Human name of a method id, e.g. 'FBP, 143 views' or 'plain (network, ...)'."""
+        return self.metrics.method_label(method)
 
     def is_network(self, method: str) -> bool:
-        return method in self.schemes
+        return self.metrics.is_network(method)
 
     def test_indices(self) -> list[int]:
         """Indices of the test split into the simulated slices."""
@@ -103,7 +97,7 @@ class RunData:
 
     def test_label(self, t: int) -> str:
         """'series:slice' of the t-th test slice, the label the attack stage uses."""
-        labels = self.metrics.get("attack", {}).get("test_slices", [])
+        labels = self.metrics.attack.test_slices if self.metrics.attack else []
         if t < len(labels):
             return str(labels[t])
         meta = self.test_meta(t)

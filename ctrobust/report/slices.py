@@ -71,14 +71,15 @@ def _eps_labels(data: RunData) -> list[str]:
 
 
 def _slice_table(data: RunData, methods: list[str], t: int) -> Markup:
-    test = data.metrics.get("clean", {}).get("test", {})
-    attack_models = data.metrics.get("attack", {}).get("models", {})
+    clean, attack = data.metrics.clean, data.metrics.attack
+    test = (clean.test if clean else None) or {}
+    attack_models = attack.models if attack else {}
     eps = (data.attack or {}).get("eps", [])
     headers = ["Method", "Clean PSNR (dB)"] + [f"Δmax at ε = {eps_text(data, e)}" for e in eps]
     rows = []
     for method in methods:
-        per_slice = test.get(method, {}).get("psnr_per_slice") or []
-        deltas = attack_models.get(method, {}).get("delta_max_per_slice") or []
+        per_slice = (test[method].psnr_per_slice if method in test else None) or []
+        deltas = attack_models[method].delta_max_per_slice if method in attack_models else []
         row = [data.method_label(method), fixed(per_slice[t], 2) if t < len(per_slice) else "–"]
         row += [fmt(d[t], 4) if t < len(d) else "–" for d in deltas[: len(eps)]]
         row += ["–"] * (len(headers) - len(row))
@@ -240,7 +241,7 @@ def slice_section(data: RunData, names: Pseudonyms, shown: dict[int, str]) -> Se
                 paragraph(
                     f"Patient {names.patients.get(str(meta.get('patient')), '?')}, "
                     f"pixel {fmt(meta['pixel_mm'], 3)} mm. Ground truth: FBP of "
-                    f"{data.metrics.get('data', {}).get('gt_views', '?')} noise-free views.",
+                    f"{data.metrics.data.gt_views if data.metrics.data else '?'} noise-free views.",
                     "note",
                 )
             )

@@ -7,7 +7,7 @@ attenuation over the whole n x n image; 1000 rho-hat / n is the same error as an
 
 from __future__ import annotations
 
-from typing import Any
+from ctrobust.results import MethodAttack
 
 from .captions import attack_caption, eps_axis, psnr_note
 from .figures import CurvePanel, colours, curves
@@ -28,20 +28,18 @@ from .rundata import RunData
 
 
 def _models_table(data: RunData) -> Markup:
-    training = data.metrics.get("training", {})
-    if not data.schemes:
+    training = data.metrics.training or {}
+    if not training:
         return Markup("")
     rows = []
-    for name, kind in data.schemes.items():
-        t = training.get(name, {})
-        final = t.get("final", {})
+    for name, t in training.items():
         rows.append(
             [
                 name,
-                kind.replace("_", " ") or "–",
-                fmt(t.get("epochs")),
-                fixed(final.get("val_psnr"), 2),
-                fixed(final.get("val_ssim"), 3),
+                data.schemes.get(name, "–").replace("_", " "),
+                fmt(t.epochs),
+                fixed(t.final.get("val_psnr"), 2),
+                fixed(t.final.get("val_ssim"), 3),
             ]
         )
     return table(
@@ -52,22 +50,20 @@ def _models_table(data: RunData) -> Markup:
 
 
 def _clean_table(data: RunData) -> Markup:
-    clean = data.metrics.get("clean")
+    clean = data.metrics.clean
     if not clean:
         return Markup("")
     rows = []
-    for split, methods in clean.items():
-        if split == "note" or not isinstance(methods, dict):
-            continue
+    for split, methods in clean.splits().items():
         for method, m in methods.items():
-            p, s = m.get("psnr", {}), m.get("ssim", {})
+            p, s = m.psnr, m.ssim
             rows.append(
                 [
                     split,
                     data.method_label(method),
-                    f"{fixed(p.get('mean'), 2)} ± {fixed(p.get('std'), 2)}",
-                    f"{fixed(p.get('min'), 2)} – {fixed(p.get('max'), 2)}",
-                    f"{fixed(s.get('mean'), 3)} ± {fixed(s.get('std'), 3)}",
+                    f"{fixed(p.mean, 2)} ± {fixed(p.std, 2)}",
+                    f"{fixed(p.min, 2)} – {fixed(p.max, 2)}",
+                    f"{fixed(s.mean, 3)} ± {fixed(s.std, 3)}",
                 ]
             )
     caption = f"Clean (unattacked) reconstruction quality, mean ± SD over slices. {psnr_note(data)}"
@@ -79,22 +75,26 @@ def _clean_table(data: RunData) -> Markup:
     )
 
 
-def rho_table(data: RunData, method: str, m: dict[str, Any]) -> Markup:
+def _grid_n(data: RunData) -> int | None:
+    return data.metrics.data.n if data.metrics.data else None
+
+
+def rho_table(data: RunData, method: str, m: MethodAttack) -> Markup:
     """ε, ‖δ‖, ρ̂ worst and random, RMS HU, attacked PSNR/SSIM of one method (id rho-<method>)."""
-    label, scale = eps_axis(data.metrics["attack"])
-    n = data.metrics.get("data", {}).get("n")
+    label, scale = eps_axis(data.metrics.attack)
+    n = _grid_n(data)
     rows = []
-    for k, eps in enumerate(m.get("eps", [])):
-        rho = _at(m.get("rho_hat"), k)
+    for k, eps in enumerate(m.eps):
+        rho = m.rho_hat[k]
         rows.append(
             [
                 fmt(eps * scale),
-                fmt(_at(m.get("eps_abs_mean"), k)),
+                fmt(m.eps_abs_mean[k]),
                 fmt(rho),
-                fmt(_at(m.get("rho_hat_random"), k)),
-                fixed(1000 * rho / n, 1) if rho is not None and n else "–",
-                fixed(_at(m.get("psnr"), k), 2),
-                fixed(_at(m.get("ssim"), k), 3),
+                fmt(m.rho_hat_random[k]),
+                fixed(1000 * rho / n, 1) if n else "–",
+                fixed(m.psnr[k], 2),
+                fixed(m.ssim[k], 3),
             ]
         )
     headers = [
@@ -109,20 +109,14 @@ def rho_table(data: RunData, method: str, m: dict[str, Any]) -> Markup:
     return table(headers, rows, table_id=f"rho-{method}", caption=data.method_label(method))
 
 
-def _at(values: list[Any] | None, k: int) -> Any:
-    return values[k] if values is not None and k < len(values) else None
-
-
-def _glance(data: RunData, models: dict[str, Any]) -> Markup:
-    label, scale = eps_axis(data.metrics["attack"])
-    n = data.metrics.get("data", {}).get("n")
+def _glance(data: RunData, models: dict[str, MethodAttack]) -> Markup:
+    _, scale = eps_axis(data.metrics.attack)
+    n = _grid_n(data)
     items = []
     for method, m in models.items():
-        if not m.get("eps") or not m.get("rho_hat"):
-            continue
-        k = len(m["eps"]) - 1
-        rho, rnd = m["rho_hat"][k], _at(m.get("rho_hat_random"), k)
-        text = f"{data.method_label(method)}: at ε = {fmt(m['eps'][k] * scale, 3)}"
+        k = len(m.eps) - 1
+        rho, rnd = m.rho_hat[k], m.rho_hat_random[k]
+        text = f"{data.method_label(method)}: at ε = {fmt(m.eps[k] * scale, 3)}"
         text += "% of ‖y‖₂" if scale == 100.0 else " (absolute)"
         text += f", worst-case error ρ̂ = {fmt(rho, 3)}"
         if n:
@@ -133,20 +127,18 @@ def _glance(data: RunData, models: dict[str, Any]) -> Markup:
     return bullets(items) if items else Markup("")
 
 
-def rho_figure(data: RunData, models: dict[str, Any]) -> bytes:
+def rho_figure(data: RunData, models: dict[str, MethodAttack]) -> bytes:
     """ρ̂ vs ε (worst case solid, random dashed) and attacked PSNR vs ε, one colour per model."""
-    label, scale = eps_axis(data.metrics["attack"])
+    label, scale = eps_axis(data.metrics.attack)
     names = list(models)
     rho_series, psnr_series = [], []
     for colour, method in zip(colours(len(names)), names, strict=True):
         m = models[method]
         name = data.method_label(method)
-        rho_series.append((f"{name}, worst case", m["rho_hat"], colour, "-"))
-        if m.get("rho_hat_random"):
-            rho_series.append((f"{name}, random", m["rho_hat_random"], colour, "--"))
-        if m.get("psnr"):
-            psnr_series.append((name, m["psnr"], colour, "-"))
-    eps = [e * scale for e in models[names[0]]["eps"]]
+        rho_series.append((f"{name}, worst case", m.rho_hat, colour, "-"))
+        rho_series.append((f"{name}, random", m.rho_hat_random, colour, "--"))
+        psnr_series.append((name, m.psnr, colour, "-"))
+    eps = [e * scale for e in models[names[0]].eps]
     values = [v for _, vs, _, _ in rho_series for v in vs if v and v > 0]
     log_y = bool(values) and max(values) / min(values) > 30
     panels = [
@@ -161,22 +153,22 @@ def rho_figure(data: RunData, models: dict[str, Any]) -> bytes:
     return curves(panels)
 
 
-def _consistent(models: dict[str, Any]) -> dict[str, Any]:
-    """Models with eps and rho_hat, on the eps grid of the first one (for one shared plot)."""
-    usable = {k: v for k, v in models.items() if v.get("eps") and v.get("rho_hat")}
-    if not usable:
+def _consistent(models: dict[str, MethodAttack]) -> dict[str, MethodAttack]:
+    """Models on the eps grid of the first one (for one shared plot)."""
+    if not models:
         return {}
-    grid = next(iter(usable.values()))["eps"]
-    return {k: v for k, v in usable.items() if v["eps"] == grid}
+    grid = next(iter(models.values())).eps
+    return {k: v for k, v in models.items() if v.eps == grid}
 
 
 def _worst_slices(data: RunData, names: Pseudonyms, shown: dict[int, str], count: int = 3):
-    test = data.metrics.get("clean", {}).get("test", {})
-    attack_models = data.metrics.get("attack", {}).get("models", {})
+    clean, attack = data.metrics.clean, data.metrics.attack
+    test = (clean.test if clean else None) or {}
+    attack_models = attack.models if attack else {}
     methods = list(dict.fromkeys([*test, *attack_models]))
     rows = []
     for method in methods:
-        per_slice = test.get(method, {}).get("psnr_per_slice") or []
+        per_slice = (test[method].psnr_per_slice if method in test else None) or []
         low = sorted(range(len(per_slice)), key=lambda t: per_slice[t])[:count]
         low_text = Markup(
             "; ".join(
@@ -184,7 +176,7 @@ def _worst_slices(data: RunData, names: Pseudonyms, shown: dict[int, str], count
                 for t in low
             )
         )
-        deltas = attack_models.get(method, {}).get("delta_max_per_slice") or []
+        deltas = attack_models[method].delta_max_per_slice if method in attack_models else []
         high_text = "–"
         if deltas:
             last = deltas[-1]
@@ -198,8 +190,8 @@ def _worst_slices(data: RunData, names: Pseudonyms, shown: dict[int, str], count
         rows.append([data.method_label(method), low_text or "–", high_text])
     if not rows:
         return Markup("")
-    eps = attack_models and next(iter(attack_models.values())).get("eps")
-    label, scale = eps_axis(data.metrics.get("attack", {})) if eps else ("", 1.0)
+    eps = attack_models and next(iter(attack_models.values())).eps
+    label, scale = eps_axis(attack) if eps else ("", 1.0)
     eps_text = f" at the largest ε ({fmt(eps[-1] * scale, 3)}, {label})" if eps else ""
     caption = (
         "Worst test slices: lowest clean PSNR over the whole test split, and largest "
@@ -222,9 +214,9 @@ def summary_section(data: RunData, names: Pseudonyms, shown: dict[int, str]) -> 
     """Models, clean table, ρ̂ tables and curves, worst slices."""
     body: list[Markup] = [_models_table(data), _clean_table(data)]
     children: list[tuple[str, str]] = []
-    attack = data.metrics.get("attack", {})
-    models = attack.get("models", {})
-    if models:
+    attack = data.metrics.attack
+    models = attack.models if attack else {}
+    if attack and models:
         body.append(heading(3, "Robustness to worst-case measurement perturbations", "robustness"))
         children.append(("robustness", "Robustness ρ̂(ε)"))
         body.append(
@@ -241,7 +233,7 @@ def summary_section(data: RunData, names: Pseudonyms, shown: dict[int, str]) -> 
             body.append(
                 figure(
                     rho_figure(data, plotted),
-                    f"Left: ρ̂(ε), mean over {len(attack.get('test_slices', []))} attacked test "
+                    f"Left: ρ̂(ε), mean over {len(attack.test_slices)} attacked test "
                     "slices of ‖f(y+δ) − x‖₂ in relative attenuation (solid: worst case found by "
                     "the attack; dashed: random δ of the same norm). Right: PSNR of the attacked "
                     f"reconstruction. {attack_caption(data, full=True)} {psnr_note(data)}",

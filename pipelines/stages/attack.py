@@ -9,8 +9,6 @@ is the mean over slices of the worst-case error ||f(y + delta) - x_gt||_2.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,53 +20,25 @@ from ctrobust.attacks import (
     create_attack_engine,
     gaussian_control,
     image_domain_ascent,
-    measurement_pga,
-    random_perturbation_baseline,
     run_attack_over_loader,
 )
 from ctrobust.attacks.metrics import rho_hat, slice_quality
-from ctrobust.config import RunConfig
 from ctrobust.distributed import gather_rows, is_main, shard
 from ctrobust.metrics import DATA_RANGE_NOTE
-from ctrobust.models import FBPConvNet
-from ctrobust.physics import ParallelBeam2D
+from ctrobust.reconstructors import MethodKind, Reconstructor
+from ctrobust.results import AttackResult, AttackSettings, ImageDomainResult, MethodAttack, describe
 from ctrobust.runfiles import atomic_write_json, save_tensors
 from ctrobust.simulation import SimulatedSlices
+from pipelines.builders import (
+    configured_pga,
+    configured_random_baseline,
+    load_simulated,
+    measurement_operator,
+    reconstructors_under_test,
+    seeded_generator,
+    slice_labels,
+)
 from pipelines.runner import RunContext
-from pipelines.stages.simulate import load_simulated
-from pipelines.stages.train import load_networks, measurement_operator
-
-Reconstructor = Callable[[Tensor], Tensor]
-
-
-def slice_labels(part: SimulatedSlices) -> list[str]:
-    """Human-readable names of slices: ``patient/series-suffix:slice``."""
-    return [f"{m['patient']}:{str(m['series'])[-8:]}:{m['slice']}" for m in part.meta]
-
-
-def attacked_methods(ctx: RunContext, op: ParallelBeam2D) -> dict[str, Reconstructor]:
-    """Every trained FBPConvNet plus plain FBP, as sinogram -> image maps."""
-    methods: dict[str, Reconstructor] = {
-        name: FBPConvNet(op, net).eval() for name, net in load_networks(ctx).items()
-    }
-    methods[f"fbp{ctx.cfg.physics.views}"] = op.fbp
-    return methods
-
-
-def configured_pga(cfg: RunConfig, device: torch.device, eps: float) -> partial:
-    """``measurement_pga`` with a config's attack settings bound: f, y, x are left to call it."""
-    attack = cfg.attack
-    return partial(
-        measurement_pga,
-        eps=eps,
-        relative=attack.relative,
-        n_iter=attack.n_iter,
-        step=attack.step,
-        momentum=attack.momentum,
-        restarts=attack.restarts,
-        random_start=attack.random_start,
-        generator=torch.Generator(device=device).manual_seed(cfg.seed),
-    )
 
 
 def _attack_shard(
@@ -78,13 +48,7 @@ def _attack_shard(
     cfg = ctx.cfg.attack
     loader = DataLoader(TensorDataset(test.y, test.x_gt), batch_size=cfg.batch_size)
     pga = configured_pga(ctx.cfg, ctx.device, eps)
-    random = partial(
-        random_perturbation_baseline,
-        eps=eps,
-        relative=cfg.relative,
-        n_draws=cfg.random_draws,
-        generator=torch.Generator(device=ctx.device).manual_seed(ctx.cfg.seed),
-    )
+    random = configured_random_baseline(ctx.cfg, ctx.device, eps)
     progress = ctx.show_progress and is_main()
     result = run_attack_over_loader(
         create_attack_engine(f, pga, ctx.device, progress=progress), loader
@@ -133,7 +97,7 @@ def _attack_method(
 
 
 def _image_domain(
-    ctx: RunContext, f: Reconstructor, op: ParallelBeam2D, test: SimulatedSlices
+    ctx: RunContext, f: Reconstructor, test: SimulatedSlices
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """Antun's ascent on the first test slice: iterates r1 < r2 < r3 and the Gaussian control."""
     cfg = ctx.cfg.attack.image_domain
@@ -141,7 +105,7 @@ def _image_domain(
     y, x_gt = part.y.to(ctx.device), part.x_gt.to(ctx.device)
     result = image_domain_ascent(
         f,
-        op.A,
+        f.operator.A,
         y,
         x_gt,
         cfg.lam,
@@ -149,15 +113,15 @@ def _image_domain(
         n_iter=cfg.n_iter,
         momentum=cfg.momentum,
         levels=cfg.levels,
-        generator=torch.Generator(device=ctx.device).manual_seed(ctx.cfg.seed),
+        generator=seeded_generator(ctx.cfg, ctx.device),
     )
     control = gaussian_control(
         result.perturbations[:, 0],
         f,
         y,
-        op.A,
+        f.operator.A,
         x_gt,
-        generator=torch.Generator(device=ctx.device).manual_seed(ctx.cfg.seed + 1),
+        generator=seeded_generator(ctx.cfg, ctx.device, offset=1),
     )
     x_norm = float(x_gt[0].norm())
     iterates = [
@@ -170,20 +134,20 @@ def _image_domain(
         }
         for j in range(result.norms.shape[1])
     ]
-    figures = {
-        "slice": slice_labels(part)[0],
-        "lam": cfg.lam,
-        "n_iter": cfg.n_iter,
-        "levels": list(cfg.levels),
-        "clean_error": float(result.clean_error[0]),
-        "iterates": iterates,
-        "gaussian_control": {
+    figures = ImageDomainResult(
+        slice=slice_labels(part)[0],
+        lam=cfg.lam,
+        n_iter=cfg.n_iter,
+        levels=list(cfg.levels),
+        clean_error=float(result.clean_error[0]),
+        iterates=iterates,
+        gaussian_control={
             "noise_norm": float(control.noise[0].norm()),
             "error_r1": float(control.error_without[0]),
             "error_r1_plus_noise": float(control.error_with[0]),
             "error_noise_only": float(control.error_noise_only[0]),
         },
-    }
+    ).model_dump(mode="json")
     tensors = {
         "r": result.perturbations[0].detach().cpu(),
         "recon": result.reconstructions[0].detach().cpu(),
@@ -196,42 +160,42 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     cfg = ctx.cfg.attack
     data, split = load_simulated(ctx)
     test = data.subset(split["test"][: cfg.max_slices] if cfg.max_slices else split["test"])
-    op = measurement_operator(ctx.cfg, ctx.device)
-    methods = attacked_methods(ctx, op)
+    methods = reconstructors_under_test(ctx, measurement_operator(ctx.cfg, ctx.device))
     models, tensors = {}, {}
-    for name, f in methods.items():
-        models[name], tensors[name] = _attack_method(ctx, f, test)
+    for f in methods:
+        models[f.name], tensors[f.name] = _attack_method(ctx, f, test)
         ctx.log.info(
-            "attack %s: rho-hat %s", name, ", ".join(f"{v:.3f}" for v in models[name]["rho_hat"])
+            "attack %s: rho-hat %s",
+            f.name,
+            ", ".join(f"{v:.3f}" for v in models[f.name]["rho_hat"]),
         )
     image_domain, image_tensors = {}, {}
     if cfg.image_domain.enabled and is_main():
-        for scheme in ctx.cfg.train.schemes:
-            image_domain[scheme.name], image_tensors[scheme.name] = _image_domain(
-                ctx, methods[scheme.name], op, test
-            )
+        for f in methods:
+            if f.method.kind in (MethodKind.NETWORK, MethodKind.EXTERNAL):
+                image_domain[f.name], image_tensors[f.name] = _image_domain(ctx, f, test)
     relative = "relative to ||y||_2 of each slice" if cfg.relative else "absolute"
-    metrics = {
-        "note": (
+    metrics = AttackResult(
+        note=(
             f"Delta_max = ||f(y + delta) - x_gt||_2 over the n x n image in relative attenuation, "
             f"maximised over ||delta||_2 <= eps ({relative}) by projected gradient ascent with "
             f"momentum ({cfg.n_iter} iterations, {cfg.restarts} restarts), next to Gaussian noise "
             f"of the same norm ({cfg.random_draws} draws); x_gt is the "
             f"{ctx.cfg.physics.gt_views}-view FBP; {DATA_RANGE_NOTE} for attacked PSNR/SSIM"
         ),
-        "settings": {
-            "eps": list(cfg.eps),
-            "relative": cfg.relative,
-            "n_iter": cfg.n_iter,
-            "step": cfg.step,
-            "momentum": cfg.momentum,
-            "restarts": cfg.restarts,
-            "random_draws": cfg.random_draws,
-        },
-        "test_slices": slice_labels(test),
-        "models": models,
-        "image_domain": image_domain,
-    }
+        settings=AttackSettings(
+            eps=list(cfg.eps),
+            relative=cfg.relative,
+            n_iter=cfg.n_iter,
+            step=cfg.step,
+            momentum=cfg.momentum,
+            restarts=cfg.restarts,
+            random_draws=cfg.random_draws,
+        ),
+        test_slices=slice_labels(test),
+        models={name: MethodAttack(**m) for name, m in models.items()},
+        image_domain=image_domain,
+    )
     if not is_main():
         return {}
     save_tensors(
@@ -243,5 +207,8 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
             "image_domain": image_tensors,
         },
     )
-    atomic_write_json(out / "metrics.json", {"attack": metrics})
+    atomic_write_json(
+        out / "metrics.json",
+        {"methods": describe(methods), "attack": metrics.model_dump(mode="json")},
+    )
     return {name: [round(v, 3) for v in m["rho_hat"]] for name, m in models.items()}

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ctrobust.physics.units import relative_to_hu
+from ctrobust.results import ExportResult, Metrics
 from ctrobust.runfiles import atomic_write_json, load_tensors
 from dicom_io import (
     CTSeries,
@@ -29,8 +30,8 @@ from dicom_io import (
     write_nifti,
     write_series,
 )
+from pipelines.builders import load_simulated
 from pipelines.runner import RunContext
-from pipelines.stages.simulate import load_simulated
 
 
 def _folder_name(series: CTSeries, ordinal: int) -> str:
@@ -86,6 +87,8 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     for row in range(attacked_count):
         by_series[str(test.meta[row]["series"])].append(row)
 
+    described = Metrics.model_validate(ctx.metrics)
+    networks = [m for m in described.methods or {} if described.is_network(m)]
     deid, deid_note = _deidentifier(ctx)
     dicom_root, nifti_root = ctx.run_dir / "dicom", ctx.run_dir / "nifti"
     exported: dict[str, Any] = {}
@@ -96,10 +99,10 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
         slice_indices = [int(test.meta[r]["slice"]) for r in rows]
         grid = source.grid.select(slice_indices).resampled(ctx.cfg.data.n, ctx.cfg.data.n)
         kinds = []
-        for scheme in ctx.cfg.train.schemes:
-            for kind, (volume, eps) in _volumes(ctx, scheme.name, rows).items():
-                base_kind = kind.removeprefix(f"{scheme.name}_")
-                description, derivation = derived_text(base_kind, scheme.name, eps)
+        for method in networks:
+            for kind, (volume, eps) in _volumes(ctx, method, rows).items():
+                base_kind = kind.removeprefix(f"{method}_")
+                description, derivation = derived_text(base_kind, method, eps)
                 if cfg.dicom:
                     write_series(
                         volume,
@@ -119,13 +122,11 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
                     write_nifti(volume, grid, nifti_root / name / f"{kind}.nii.gz")
                 kinds.append(kind)
         exported[name] = {"source_series": key, "slices": slice_indices, "kinds": kinds}
-    metrics = {
-        "export": {
-            "series": exported,
-            "dicom": str(dicom_root) if cfg.dicom else None,
-            "nifti": str(nifti_root) if cfg.nifti else None,
-            "deidentification": deid_note,
-        }
-    }
-    atomic_write_json(out / "metrics.json", metrics)
+    metrics = ExportResult(
+        series=exported,
+        dicom=str(dicom_root) if cfg.dicom else None,
+        nifti=str(nifti_root) if cfg.nifti else None,
+        deidentification=deid_note,
+    )
+    atomic_write_json(out / "metrics.json", {"export": metrics.model_dump(mode="json")})
     return {"series": len(exported), "deidentification": deid_note}

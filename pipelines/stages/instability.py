@@ -12,99 +12,55 @@ detail and not the noise.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from ctrobust.instability import (
     choose_tv_weight,
     evaluate_detail,
-    fbp_reconstructor,
     insert_detail,
     more_views_sweep,
-    network_on_fbp,
     render_symbols,
     render_text,
-    tv_reconstructor,
-    unrolled_tv,
 )
+from ctrobust.instability.measurement import NoisyMeasurement
 from ctrobust.physics import ParallelBeam2D
-from ctrobust.physics.units import add_poisson_noise
+from ctrobust.reconstructors import TV, Reconstructor, UnrolledTV
+from ctrobust.results import (
+    DetailsResult,
+    InstabilityResult,
+    MoreViewsResult,
+    TVAttack,
+    TVChoice,
+    describe,
+)
 from ctrobust.runfiles import atomic_write_json, save_tensors
 from ctrobust.simulation import SimulatedSlices
+from pipelines.builders import (
+    configured_pga,
+    load_simulated,
+    measurement_operator,
+    reconstructors_under_test,
+)
 from pipelines.runner import RunContext
-from pipelines.stages.attack import configured_pga
-from pipelines.stages.simulate import load_simulated
-from pipelines.stages.train import load_networks, measurement_operator
 
 TRAINING_SLICES_FOR_TV_WEIGHT = 4
-MATRIX_BACKEND_MAX_VIEWS = 300
 SYMBOL_GLYPHS = {
     "spades": "\u2660",
     "hearts": "\u2665",
     "diamonds": "\u2666",
     "clubs": "\u2663",
-}  # beyond, ASTRA per slice is cheaper than building the matrix
-
-
-class NoisyMeasurement:
-    """(op, image) -> A image + one fixed Poisson noise realisation per operator."""
-
-    def __init__(self, x_ref: Tensor, pixel_mm: Tensor, i0: float | None, mu: float, seed: int):
-        self.x_ref, self.pixel_mm, self.i0, self.mu, self.seed = x_ref, pixel_mm, i0, mu, seed
-        self._noise: dict[int, Tensor] = {}
-
-    def __call__(self, op: ParallelBeam2D, image: Tensor) -> Tensor:
-        if op.n_views not in self._noise:
-            clean = op.A(self.x_ref)
-            generator = torch.Generator(device=clean.device).manual_seed(self.seed + op.n_views)
-            noisy = torch.cat(
-                [
-                    add_poisson_noise(clean[i : i + 1], self.i0, float(px), generator, self.mu)
-                    for i, px in enumerate(self.pixel_mm)
-                ]
-            )
-            self._noise[op.n_views] = noisy - clean
-        return op.A(image) + self._noise[op.n_views]
-
-
-def _operator_factory(ctx: RunContext) -> Callable[[int], ParallelBeam2D]:
-    cfg = ctx.cfg
-
-    def build(views: int) -> ParallelBeam2D:
-        # TV applies A and A^T hundreds of times: the batched matrix (built in about
-        # 1 s per 40 views at 128 x 128) beats per-slice ASTRA calls by far.
-        return ParallelBeam2D(
-            cfg.data.n,
-            views,
-            n_det=cfg.physics.n_det,
-            device=ctx.device,
-            window=cfg.physics.filter,
-            backend="matrix",
-        )
-
-    return build
-
-
-def _view_scaled_tv(lam: float, views: int, n_iter: int, tol: float) -> Callable:
-    """TV whose weight follows the view count: lam * V / views.
-
-    The data term 1/2 ||A x - y||^2 sums over views, so a weight chosen at ``views``
-    keeps the same balance at V views only when scaled by V / views; a fixed weight
-    would regularise less and less as views are added.
-    """
-
-    def reconstruct(op: ParallelBeam2D, y: Tensor) -> Tensor:
-        return tv_reconstructor(lam * op.n_views / views, n_iter_max=n_iter, tol=tol)(op, y)
-
-    return reconstruct
+}
 
 
 def _details(
-    ctx: RunContext, reconstructors: dict, op: ParallelBeam2D, test: SimulatedSlices, measure
+    ctx: RunContext,
+    reconstructors: dict[str, Reconstructor],
+    op: ParallelBeam2D,
+    test: SimulatedSlices,
+    measure: NoisyMeasurement,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Every symbol and the text, inserted into the test slices; scores per method."""
     cfg = ctx.cfg.instability.details
@@ -140,14 +96,14 @@ def _details(
         images["detail"].append(insertion.detail[:1].cpu())
     images["x"], images["detail"] = torch.cat(images["x"]), torch.cat(images["detail"])
     images["recons"] = {m: torch.cat(v) for m, v in images["recons"].items()}
-    figures = {
-        "names": list(masks),
-        "size_mm": cfg.size_mm,
-        "contrast_hu": cfg.contrast_hu,
-        "note": "score = <f(A(x+d)) - f(Ax), d> / ||d||^2 (1 = fully recovered, 0 = erased), "
+    figures = DetailsResult(
+        names=list(masks),
+        size_mm=cfg.size_mm,
+        contrast_hu=cfg.contrast_hu,
+        note="score = <f(A(x+d)) - f(Ax), d> / ||d||^2 (1 = fully recovered, 0 = erased), "
         "mean over the slices; psnr_box = PSNR inside the detail's box against x + d",
-        "methods": methods,
-    }
+        methods=methods,
+    ).model_dump(mode="json")
     return figures, images
 
 
@@ -156,21 +112,27 @@ def _attack_tv(
 ) -> dict[str, Any]:
     """rho-hat of the unrolled TV reconstructor with the attack stage's PGA settings."""
     cfg, attack = ctx.cfg.instability, ctx.cfg.attack
-    f = unrolled_tv(op, lam, n_iter=cfg.tv_unrolled_iter)
+    f = UnrolledTV(op, lam, n_iter=cfg.tv_unrolled_iter)
     test = test.subset(range(min(cfg.tv_attack_slices, len(test))))
     y, x_gt = test.y.to(ctx.device), test.x_gt.to(ctx.device)
     rho = []
     for eps in attack.eps:
         result = configured_pga(ctx.cfg, ctx.device, eps)(f, y, x_gt)
         rho.append(float(result.error.mean()))
-    return {
-        "eps": list(attack.eps),
-        "rho_hat": rho,
-        "slices": len(test),
-        "unrolled_iterations": cfg.tv_unrolled_iter,
-        "note": "unrolled TV (a fixed number of primal-dual iterations) attacked with the attack "
+    return TVAttack(
+        eps=list(attack.eps),
+        rho_hat=rho,
+        slices=len(test),
+        unrolled_iterations=cfg.tv_unrolled_iter,
+        note="unrolled TV (a fixed number of primal-dual iterations) attacked with the attack "
         "stage's PGA settings, on the first test slices",
-    }
+    ).model_dump(mode="json")
+
+
+def _sweep_operator(ctx: RunContext, views: int) -> ParallelBeam2D:
+    """The operator at one view count of the sweep: the batched matrix, since TV applies A
+    and A^T hundreds of times (built in about 1 s per 40 views at 128 x 128)."""
+    return measurement_operator(ctx.cfg, ctx.device, views=views, backend="matrix")
 
 
 def run(ctx: RunContext, out: Path) -> dict[str, Any]:
@@ -196,11 +158,9 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
             lam,
             sorted(cfg.tv_weights),
         )
-    reconstructors = {
-        f"fbp{ctx.cfg.physics.views}": fbp_reconstructor,
-        "tv": _view_scaled_tv(lam, ctx.cfg.physics.views, cfg.tv_iter, cfg.tv_tol),
-        **{name: network_on_fbp(net) for name, net in load_networks(ctx).items()},
-    }
+    methods = reconstructors_under_test(ctx, op)
+    methods.insert(1, TV(op, lam, n_iter=cfg.tv_iter, tol=cfg.tv_tol))
+    reconstructors = {f.name: f for f in methods}
     measure = NoisyMeasurement(
         test.x_true.to(ctx.device),
         test.pixel_mm,
@@ -215,14 +175,14 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
             test.x_true.to(ctx.device),
             views=cfg.views,
             reference=test.x_gt.to(ctx.device),
-            operator_factory=_operator_factory(ctx),
+            operator_factory=lambda views: _sweep_operator(ctx, views),
             measure=measure,
         )
-    more_views = {
-        "views": sweep["views"],
-        "note": f"sinograms simulated from the same slices at each view count with the run's noise "
+    more_views = MoreViewsResult(
+        views=sweep["views"],
+        note=f"sinograms simulated from the same slices at each view count with the run's noise "
         f"model; scored against the {ctx.cfg.physics.gt_views}-view FBP; {sweep['data_range']}",
-        "methods": {
+        methods={
             name: {
                 "psnr": m["psnr_mean"],
                 "ssim": m["ssim_mean"],
@@ -230,20 +190,26 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
             }
             for name, m in sweep["methods"].items()
         },
-    }
-    metrics = {
-        "slices": len(test),
-        "tv": {
-            "lam": lam,
-            "candidates": table,
-            "chosen_on": f"train ({len(train)} slices)",
-            "at_edge_of_grid": at_edge,
-        },
-        "details": details,
-        "more_views": more_views,
-    }
-    if cfg.attack_tv and ctx.cfg.attack.enabled:
-        metrics["tv_attack"] = _attack_tv(ctx, lam, op, test)
+    )
+    attack_tv = cfg.attack_tv and ctx.cfg.attack.enabled
+    metrics = InstabilityResult(
+        slices=len(test),
+        tv=TVChoice(
+            lam=lam,
+            candidates=table,
+            chosen_on=f"train ({len(train)} slices)",
+            at_edge_of_grid=at_edge,
+        ),
+        details=details,
+        more_views=more_views,
+        tv_attack=_attack_tv(ctx, lam, op, test) if attack_tv else None,
+    )
     save_tensors(out / "results.pt", {"details": detail_images})
-    atomic_write_json(out / "metrics.json", {"instability": metrics})
+    atomic_write_json(
+        out / "metrics.json",
+        {
+            "methods": describe(methods),
+            "instability": metrics.model_dump(mode="json", exclude_none=True),
+        },
+    )
     return {"tv_lam": lam, "detail_scores": {m: v["score"] for m, v in details["methods"].items()}}

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ctrobust.linear_theory.run import run_linear_theory
+from ctrobust.results import LinearResult
 from ctrobust.runfiles import atomic_write_json
 from pipelines.runner import RunContext
 
@@ -13,7 +14,8 @@ from pipelines.runner import RunContext
 def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     section = {**(ctx.cfg.linear_theory or {}), "seed": ctx.cfg.seed}
     result = run_linear_theory(section, log=ctx.log)
-    atomic_write_json(out / "metrics.json", {"linear": result})
+    typed = LinearResult.model_validate(result).model_dump(mode="json")
+    atomic_write_json(out / "metrics.json", {"linear": typed})
     keys = ("rel_err_fro", "rel_err_spec", "residual_ratio", "kappa_B", "kappa_B_hat")
     return {
         name: {k: entry[k] for k in keys if k in entry}

@@ -6,41 +6,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ctrobust.config import RunConfig
 from ctrobust.distributed import barrier, is_main
-from ctrobust.models import ResidualUNet, build_residual_unet
-from ctrobust.physics import ParallelBeam2D
-from ctrobust.runfiles import atomic_write_json, load_tensors, save_tensors
+from ctrobust.results import SchemeTraining
+from ctrobust.runfiles import atomic_write_json, save_tensors
 from ctrobust.training.fit import train_scheme
+from pipelines.builders import load_simulated, measurement_operator, network_weights
 from pipelines.runner import RunContext
-from pipelines.stages.simulate import load_simulated
-
-
-def measurement_operator(cfg: RunConfig, device: torch.device) -> ParallelBeam2D:
-    """The operator of the measured (input) views of a config, on ``device``."""
-    return ParallelBeam2D(
-        cfg.data.n,
-        cfg.physics.views,
-        n_det=cfg.physics.n_det,
-        device=device,
-        window=cfg.physics.filter,
-    )
-
-
-def load_networks(ctx: RunContext) -> dict[str, ResidualUNet]:
-    """The trained image networks of every scheme, in eval mode on the run's device."""
-    nets = {}
-    for scheme in ctx.cfg.train.schemes:
-        net = build_residual_unet(
-            ctx.cfg.model.channels,
-            num_res_units=ctx.cfg.model.num_res_units,
-            dropout=ctx.cfg.model.dropout,
-        )
-        net.load_state_dict(load_tensors(ctx.stage_dir("train") / f"{scheme.name}.pt"))
-        nets[scheme.name] = net.to(ctx.device).eval()
-    return nets
 
 
 def _checkpoint_dir(ctx: RunContext, name: str) -> Path:
@@ -77,13 +48,13 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
         )
         if is_main():
             state = {k: v.detach().cpu() for k, v in result.net.state_dict().items()}
-            save_tensors(out / f"{scheme.name}.pt", state)
+            save_tensors(out / network_weights(ctx, scheme.name).name, state)
         histories[scheme.name] = result.history
-        summary[scheme.name] = {
-            "epochs": len(result.history),
-            "resumed_from_epoch": result.resumed_from_epoch,
-            "final": result.history[-1] if result.history else {},
-        }
+        summary[scheme.name] = SchemeTraining(
+            epochs=len(result.history),
+            resumed_from_epoch=result.resumed_from_epoch,
+            final=result.history[-1] if result.history else {},
+        ).model_dump(mode="json")
     if is_main():
         atomic_write_json(out / "history.json", histories)
         atomic_write_json(out / "metrics.json", {"training": summary})

@@ -1,0 +1,20 @@
+"""The reconstructors under test: one type for FBP, TV, SIRT, trained and external networks."""
+
+from .base import Geometry, MethodId, MethodKind, Provenance, Reconstructor, sha256_of
+from .classical import FBP, SIRT, TV, UnrolledTV
+from .networks import NetworkOnFBP, trained_network
+
+__all__ = [
+    "FBP",
+    "SIRT",
+    "TV",
+    "Geometry",
+    "MethodId",
+    "MethodKind",
+    "NetworkOnFBP",
+    "Provenance",
+    "Reconstructor",
+    "UnrolledTV",
+    "sha256_of",
+    "trained_network",
+]

@@ -1,0 +1,116 @@
+"""What the stages build from a config, in one place: operators, networks, attacks, generators,
+and the outputs of earlier stages. Stages import this module; it never imports a stage."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from ctrobust.attacks import measurement_pga, random_perturbation_baseline
+from ctrobust.config import RunConfig
+from ctrobust.models import ResidualUNet, build_residual_unet
+from ctrobust.physics import ParallelBeam2D
+from ctrobust.reconstructors import FBP, Reconstructor, trained_network
+from ctrobust.runfiles import load_tensors
+from ctrobust.simulation import SimulatedSlices
+from pipelines.runner import RunContext
+
+
+def measurement_operator(
+    cfg: RunConfig, device: torch.device, views: int | None = None, backend: str = "auto"
+) -> ParallelBeam2D:
+    """The configured parallel-beam operator at ``views`` views (the measured views by default).
+
+    ``backend="matrix"`` forces the batched sparse matrix (iterative methods apply A and A^T
+    hundreds of times); ``"astra"`` runs ASTRA slice by slice (a single pass at many views,
+    where building the matrix costs more than it saves).
+    """
+    return ParallelBeam2D(
+        cfg.data.n,
+        views or cfg.physics.views,
+        n_det=cfg.physics.n_det,
+        device=device,
+        window=cfg.physics.filter,
+        backend=backend,
+    )
+
+
+def image_network(cfg: RunConfig) -> ResidualUNet:
+    """FBPConvNet's image network N as ``cfg.model`` describes it (untrained)."""
+    return build_residual_unet(
+        cfg.model.channels, num_res_units=cfg.model.num_res_units, dropout=cfg.model.dropout
+    )
+
+
+def seeded_generator(cfg: RunConfig, device: torch.device, offset: int = 0) -> torch.Generator:
+    """A generator on ``device`` seeded with the run's seed plus ``offset``."""
+    return torch.Generator(device=device).manual_seed(cfg.seed + offset)
+
+
+def configured_pga(cfg: RunConfig, device: torch.device, eps: float) -> partial:
+    """``measurement_pga`` with the config's attack settings bound: call it with (f, y, x)."""
+    attack = cfg.attack
+    return partial(
+        measurement_pga,
+        eps=eps,
+        relative=attack.relative,
+        n_iter=attack.n_iter,
+        step=attack.step,
+        momentum=attack.momentum,
+        restarts=attack.restarts,
+        random_start=attack.random_start,
+        generator=seeded_generator(cfg, device),
+    )
+
+
+def configured_random_baseline(cfg: RunConfig, device: torch.device, eps: float) -> partial:
+    """Gaussian perturbations of the attack's norm, with the config's draws bound."""
+    return partial(
+        random_perturbation_baseline,
+        eps=eps,
+        relative=cfg.attack.relative,
+        n_draws=cfg.attack.random_draws,
+        generator=seeded_generator(cfg, device),
+    )
+
+
+def load_simulated(ctx: RunContext) -> tuple[SimulatedSlices, dict[str, list[int]]]:
+    """The simulated slices and the train/val/test split of a finished ``simulate`` stage."""
+    state = load_tensors(ctx.stage_dir("simulate") / "data.pt")
+    return SimulatedSlices.from_dict(state["slices"]), state["split"]
+
+
+def network_weights(ctx: RunContext, scheme: str) -> Path:
+    """Where the train stage keeps the trained image network of ``scheme``."""
+    return ctx.stage_dir("train") / f"{scheme}.pt"
+
+
+def load_networks(ctx: RunContext) -> dict[str, ResidualUNet]:
+    """The trained image networks of every scheme, in eval mode on the run's device."""
+    nets = {}
+    for scheme in ctx.cfg.train.schemes:
+        net = image_network(ctx.cfg)
+        net.load_state_dict(load_tensors(network_weights(ctx, scheme.name)))
+        nets[scheme.name] = net.to(ctx.device).eval()
+    return nets
+
+
+def trained_reconstructors(ctx: RunContext, op: ParallelBeam2D) -> list[Reconstructor]:
+    """Every trained FBPConvNet of the run, at the geometry of ``op``."""
+    nets = load_networks(ctx)
+    return [
+        trained_network(op, nets[s.name], s.name, s.scheme, network_weights(ctx, s.name)).eval()
+        for s in ctx.cfg.train.schemes
+    ]
+
+
+def reconstructors_under_test(ctx: RunContext, op: ParallelBeam2D) -> list[Reconstructor]:
+    """The methods every stage evaluates: FBP of the measured views, then the trained networks."""
+    return [FBP(op), *trained_reconstructors(ctx, op)]
+
+
+def slice_labels(part: SimulatedSlices) -> list[str]:
+    """Human-readable names of slices: ``patient:series-suffix:slice``."""
+    return [f"{m['patient']}:{str(m['series'])[-8:]}:{m['slice']}" for m in part.meta]
