@@ -138,16 +138,24 @@ def make_run_folder(root: Path, n: int = 32, views: int = 24, eps: tuple[float, 
             "slice": labels[0],
             "lam": 0.01,
             "n_iter": 60,
+            "levels": [0.01, 0.02, 0.04],
+            "clean_error": 0.9,
             "iterates": [
                 {
                     "iteration": it,
+                    "reached": True,
                     "r_norm": 0.1 * j,
                     "r_norm_relative": 0.004 * j,
                     "error": 0.9 + 0.5 * j,
                 }
                 for j, it in enumerate((10, 30, 60), start=1)
             ],
-            "gaussian_control": {"noise_norm": 0.025, "error_r1": 1.4, "error_r1_plus_noise": 1.41},
+            "gaussian_control": {
+                "noise_norm": 0.025,
+                "error_r1": 1.4,
+                "error_r1_plus_noise": 1.41,
+                "error_noise_only": 0.91,
+            },
         }
     attack_cache["image_domain"] = image_domain_cache
     save_tensors(cache / "attack" / "results.pt", attack_cache)
@@ -179,6 +187,18 @@ def make_run_folder(root: Path, n: int = 32, views: int = 24, eps: tuple[float, 
     for k, m in enumerate(recons):
         clean["test"][m]["psnr_per_slice"] = [30.5 + k, 31.5 + k]
     metrics = {
+        "methods": {
+            m: {
+                "kind": "fbp" if m == fbp_name else "network",
+                "label": f"FBP, {views} views" if m == fbp_name else f"{m} (network)",
+                "n": n,
+                "views": views,
+                "n_det": n_det,
+                "differentiable": True,
+                "what": "fabricated",
+            }
+            for m in recons
+        },
         "data": {
             "n": n,
             "views": views,
@@ -215,24 +235,45 @@ def make_run_folder(root: Path, n: int = 32, views: int = 24, eps: tuple[float, 
             "image_domain": image_domain,
         },
         "instability": {
+            "slices": 1,
             "more_views": {
                 "views": [12, 24, 48, 96],
+                "note": "same slices at each view count",
                 "methods": {
                     m: {
                         "psnr": [25 + k, 28 + k, 30 + k / 2, 31 + k / 3],
                         "ssim": [0.6, 0.7, 0.75, 0.8],
+                        "max_psnr_drop_db": 0.0,
                     }
                     for k, m in enumerate(recons)
                 },
             },
             "details": {
                 "names": ["spades", "CAN U SEE IT"],
+                "size_mm": 20.0,
+                "contrast_hu": 100.0,
+                "note": "recovery score",
                 "methods": {
                     m: {"score": [0.9 - 0.2 * k, 0.8 - 0.2 * k], "psnr_box": [30.0 - k, 28.0 - k]}
                     for k, m in enumerate(recons)
                 },
             },
-            "tv": {"lam": 0.003, "candidates": [0.001, 0.003, 0.01], "chosen_on": "val split"},
+            "tv": {
+                "lam": 0.003,
+                "candidates": [
+                    {
+                        "lam": lam,
+                        "psnr_mean": 30.0 + k,
+                        "psnr": [30.0 + k],
+                        "iterations": 50,
+                        "converged": True,
+                        "data_range": "2000 HU",
+                    }
+                    for k, lam in enumerate((0.001, 0.003, 0.01))
+                ],
+                "chosen_on": "val split",
+                "at_edge_of_grid": False,
+            },
         },
         "export": {
             "series": {
@@ -465,7 +506,8 @@ def test_report_from_metrics_only(tmp_path):
     """A run stopped after evaluate, caches deleted: tables only, no image sections."""
     run = make_run_folder(tmp_path)
     metrics = json.loads((run / "metrics.json").read_text())
-    atomic_write_json(run / "metrics.json", {k: metrics[k] for k in ("data", "clean")})
+    kept = ("methods", "data", "clean")  # what a run stopped after evaluate has
+    atomic_write_json(run / "metrics.json", {k: metrics[k] for k in kept})
     (run / "run.json").unlink()
     shutil.rmtree(run / "cache")
     page = parse(build_report(run).read_text())
@@ -473,7 +515,7 @@ def test_report_from_metrics_only(tmp_path):
     assert not {"slices", "instability"} & page.ids
     assert page.images == []
     rows = page.tables["clean-table"][1:]
-    assert [r[1] for r in rows[:3]] == ["FBP, 24 views", "plain", "adv"]
+    assert [r[1] for r in rows[:3]] == ["FBP, 24 views", "plain (network)", "adv (network)"]
 
 
 @pytest.mark.slow
