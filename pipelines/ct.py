@@ -68,6 +68,7 @@ def ct_stages() -> list[Stage]:
             config_keys=("export", "attack.enabled", "attack.max_slices"),
             depends_on=("evaluate", "attack"),
             enabled=lambda cfg: cfg.export.enabled,
+            writes=("dicom", "nifti"),
         ),
         Stage(
             "report",
@@ -75,5 +76,6 @@ def ct_stages() -> list[Stage]:
             config_keys=("report",),
             depends_on=("evaluate", "attack", "instability", "export"),
             enabled=lambda cfg: cfg.report.enabled,
+            writes=("report",),
         ),
     ]

@@ -28,6 +28,7 @@ import ctrobust
 from ctrobust.config import RunConfig
 from ctrobust.distributed import barrier, is_main, world_size
 from ctrobust.runfiles import atomic_write_json
+from pipelines.debris import remove_debris
 
 StageFn = Callable[["RunContext", Path], dict[str, Any]]
 
@@ -42,6 +43,7 @@ class Stage:
     depends_on: tuple[str, ...] = ()
     enabled: Callable[[RunConfig], bool] = lambda cfg: True
     distributed: bool = False
+    writes: tuple[str, ...] = ()  # run-folder paths written besides cache/<name>/
 
 
 @dataclass
@@ -110,6 +112,40 @@ def versions() -> dict[str, str]:
     }
 
 
+def _outputs(
+    run_dir: Path, stage_dir: Path, written: Path, extra: tuple[str, ...]
+) -> dict[str, int]:
+    """Every file a stage wrote, relative to the run folder, with its size in bytes.
+
+    ``written`` is where the stage wrote its cache folder (renamed to ``stage_dir`` when done);
+    ``extra`` are run-folder paths it writes besides (export: ``dicom``, ``nifti``).
+    """
+    files = {
+        str(stage_dir.relative_to(run_dir) / p.relative_to(written)): p.stat().st_size
+        for p in sorted(written.rglob("*"))
+        if p.is_file() and p.name != "done.json"
+    }
+    for name in extra:
+        for p in sorted((run_dir / name).rglob("*")):
+            if p.is_file():
+                files[str(p.relative_to(run_dir))] = p.stat().st_size
+    return files
+
+
+def _without_outputs(record: dict[str, Any]) -> dict[str, Any]:
+    """A done record for run.json: the file list stays in done.json."""
+    return {k: v for k, v in record.items() if k != "outputs"}
+
+
+def _missing_outputs(run_dir: Path, recorded: dict[str, int]) -> list[str]:
+    """Recorded outputs that are gone or have another size now."""
+    return [
+        name
+        for name, size in recorded.items()
+        if not (run_dir / name).is_file() or (run_dir / name).stat().st_size != size
+    ]
+
+
 class Runner:
     """Executes stages with caching, timing and a run.json that explains what happened."""
 
@@ -154,6 +190,8 @@ class Runner:
         """
         upstream: dict[str, str] = {}
         if is_main():
+            for path in remove_debris(self.ctx.run_dir):
+                self.ctx.log.info("removed %s, left by an interrupted run", path)
             (self.ctx.run_dir / "cache").mkdir(parents=True, exist_ok=True)
         for stage in self.stages:
             entry = self.record["stages"].setdefault(stage.name, {})
@@ -167,9 +205,16 @@ class Runner:
             barrier()  # every rank sees what rank 0 finished
             done = out / "done.json"
             previous = json.loads(done.read_text()) if done.exists() else {}
-            if previous.get("fingerprint") == fp:
+            missing = _missing_outputs(self.ctx.run_dir, previous.get("outputs", {}))
+            if previous.get("fingerprint") == fp and missing:
+                self.ctx.log.warning(
+                    "stage %s: %s missing or changed since it ran; recomputing",
+                    stage.name,
+                    ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else ""),
+                )
+            elif previous.get("fingerprint") == fp:
                 entry.clear()
-                entry.update(previous, status="cached")
+                entry.update(_without_outputs(previous), status="cached")
                 self.ctx.log.info("stage %s: up to date (cached)", stage.name)
                 self._save()
                 continue
@@ -211,8 +256,9 @@ class Runner:
             "seconds": seconds,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "summary": summary,
+            "outputs": _outputs(self.ctx.run_dir, out, partial, stage.writes) if is_main() else {},
         }
-        entry.update(done, status="done")
+        entry.update(_without_outputs(done), status="done")
         if not is_main():
             return
         atomic_write_json(partial / "done.json", done)
