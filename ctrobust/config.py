@@ -1,8 +1,8 @@
 """Typed, validated run configuration.
 
-A config is data, never code: YAML is read with ``yaml.safe_load`` and checked
-against these pydantic models before any work starts. Unknown keys, wrong types
-and impossible values stop the run with one line naming the key path.
+A config is data, never code: YAML is read with yaml's safe loader (a key given twice is
+refused) and checked against these pydantic models before any work starts. Unknown keys,
+wrong types and impossible values stop the run with one line naming the key path.
 """
 
 from __future__ import annotations
@@ -279,6 +279,22 @@ def _format_error(source: str, error: ValidationError) -> str:
     return f"{source}: {path}: {message}{extra}"
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml's safe loader, refusing a key given twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice (line {line})", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _apply_override(tree: dict[str, Any], assignment: str, source: str) -> None:
     """Set ``key.path=value`` in a nested dict; the value is parsed as YAML data."""
     key, sep, raw = assignment.partition("=")
@@ -291,16 +307,24 @@ def _apply_override(tree: dict[str, Any], assignment: str, source: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"{source}: --set {key}: '{part}' is not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(raw)
+    try:
+        node[parts[-1]] = yaml.load(raw, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as error:
+        first = str(error).splitlines()[0]
+        raise ConfigError(f"--set {key}: not a valid YAML value {raw!r}: {first}") from None
 
 
 def load_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
     """Read, override and validate a YAML config; relative folders resolve against the cwd."""
     source = str(path)
     try:
-        tree = yaml.safe_load(path.read_text()) or {}
+        tree = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
     except FileNotFoundError:
         raise ConfigError(f"config file '{path}' not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config '{path}' is a folder, not a YAML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config '{path}' is not a text (YAML) file") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{source}: not valid YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(tree, dict):

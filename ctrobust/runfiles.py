@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +20,22 @@ def atomic_write_json(path: Path, data: Any) -> None:
     )
 
 
+class RefusedFileError(ValueError):
+    """A run file that a weights-only load refused: it holds more than tensors and plain data."""
+
+
 def save_tensors(path: Path, data: dict[str, Any]) -> None:
-    """torch.save atomically; load with :func:`load_tensors` (weights_only)."""
-    atomic_write(path, lambda fh: torch.save(data, fh))
+    """torch.save atomically; load with :func:`load_tensors` (weights_only).
+
+    torch reports a failed write (a full disk) as a RuntimeError from its zip writer; it
+    becomes an OSError naming the file.
+    """
+    try:
+        atomic_write(path, lambda fh: torch.save(data, fh))
+    except RuntimeError as error:
+        if "inline_container" not in str(error) and "write" not in str(error).lower():
+            raise
+        raise OSError(errno.ENOSPC, "could not write (disk full?)", str(path)) from error
 
 
 def load_tensors(path: Path, *, mmap: bool = False) -> dict[str, Any]:
@@ -29,4 +44,12 @@ def load_tensors(path: Path, *, mmap: bool = False) -> dict[str, Any]:
     ``mmap=True`` maps the tensors from disk instead of reading them, for callers
     that look at a few slices of a large file (paper-scale runs).
     """
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as error:
+        # torch's message ends with advice to load with weights_only=False: the wrong advice
+        # for a file that may have been tampered with, so only its first line is kept
+        reason = str(error).splitlines()[0]
+        raise RefusedFileError(
+            f"{path}: refused, it holds more than tensors ({reason}); delete it and re-run"
+        ) from None

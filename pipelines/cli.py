@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ctrobust.config import ConfigError
+from pipelines.errors import explain
 
-EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
@@ -25,6 +25,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = load_config(Path(args.config), args.set)
     run_dir = Path(args.out) if args.out else Path("runs") / cfg.name
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out '{run_dir}' is a file; a run folder must be a folder")
     debug = getattr(args, "debug", False)
     metrics = run_pipeline(
         cfg, run_dir, quiet=args.quiet, debug=debug, nproc_per_node=args.nproc_per_node
@@ -168,11 +170,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ctrobust: interrupted; re-run the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ConfigError, FileNotFoundError, NotADirectoryError, ValueError, RuntimeError) as error:
-        if debug:
+    except Exception as error:
+        explained = explain(error)
+        if debug or explained is None:
             raise
-        print(f"ctrobust: error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        message, code = explained
+        print(f"ctrobust: error: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":
