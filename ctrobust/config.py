@@ -220,7 +220,14 @@ class DeidentifyConfig(_Strict):
 
     enabled: bool = False
     date_shift_days: int | None = Field(None, description="null removes dates instead of shifting")
-    salt: str = "ctrobust"
+    salt_file: Path | None = Field(
+        None,
+        description="file holding the secret salt of the pseudonyms and UIDs (never the salt "
+        "itself in a config); else the environment variable salt_env; else a random salt per run",
+    )
+    salt_env: str = Field(
+        "CTROBUST_DEID_SALT", description="environment variable holding the secret salt"
+    )
 
 
 class ExportConfig(_Strict):

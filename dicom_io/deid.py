@@ -52,7 +52,7 @@ class DeidConfig:
     Attributes:
         salt: secret mixed into every hash (set one per project; "" is guessable).
         date_shift_days: shift every date by this many days (negative: earlier);
-            None removes dates instead.
+            None removes dates, and times with them, instead.
         patient_id: fixed pseudonymous PatientID; None derives "CTR" + hash of the original.
         patient_name: fixed PatientName; None uses "PSEUDONYM^" + the pseudonymous PatientID.
         keep_patient_characteristics: keep sex, age, size and weight.
@@ -122,6 +122,8 @@ class Deidentifier:
                 elem.value = self.date(str(elem.value))
             elif elem.VR == "DT" and elem.value:
                 elem.value = self._datetime(str(elem.value))
+            elif elem.VR == "TM" and elem.value and self.config.date_shift_days is None:
+                elem.value = ""  # a time of day without its date still dates the scan
 
     def apply(self, ds: Dataset) -> None:
         """De-identify `ds` in place: patient, study, dates and every non-standard UID."""

@@ -15,6 +15,8 @@ from ctrobust.physics import ParallelBeam2D
 from ctrobust.reconstructors import FBP, Reconstructor, trained_network
 from ctrobust.runfiles import load_tensors
 from ctrobust.simulation import SimulatedSlices
+from dicom_io import DeidConfig, Deidentifier
+from pipelines.deid_salt import resolve_salt
 from pipelines.runner import RunContext
 
 
@@ -114,3 +116,24 @@ def reconstructors_under_test(ctx: RunContext, op: ParallelBeam2D) -> list[Recon
 def slice_labels(part: SimulatedSlices) -> list[str]:
     """Human-readable names of slices: ``patient:series-suffix:slice``."""
     return [f"{m['patient']}:{str(m['series'])[-8:]}:{m['slice']}" for m in part.meta]
+
+
+def deidentifier(ctx: RunContext) -> tuple[Deidentifier | None, str]:
+    """The run's de-identification (None when off) and a sentence saying what it does.
+
+    The sentence names the salt only by its fingerprint and source, never its value.
+    """
+    cfg = ctx.cfg.export.deidentify
+    if not cfg.enabled:
+        return None, "none: patient and study identifiers are kept as in the source"
+    salt = resolve_salt(cfg, ctx.run_dir, ctx.log)
+    dates = (
+        "dates and times removed"
+        if cfg.date_shift_days is None
+        else f"dates shifted by {cfg.date_shift_days} days"
+    )
+    note = (
+        f"patient identifiers replaced, {dates}, UIDs remapped (salted hash; salt from "
+        f"{salt.source}, fingerprint {salt.fingerprint})"
+    )
+    return Deidentifier(DeidConfig(salt=salt.value, date_shift_days=cfg.date_shift_days)), note

@@ -23,14 +23,12 @@ from ctrobust.results import ExportResult, Metrics
 from ctrobust.runfiles import atomic_write_json, load_tensors
 from dicom_io import (
     CTSeries,
-    DeidConfig,
-    Deidentifier,
     derived_text,
     scan_folder,
     write_nifti,
     write_series,
 )
-from pipelines.builders import load_simulated
+from pipelines.builders import deidentifier, load_simulated
 from pipelines.runner import RunContext
 
 
@@ -38,17 +36,6 @@ def _folder_name(series: CTSeries, ordinal: int) -> str:
     """Short, filesystem-safe series folder name: ordinal plus the UID's last digits."""
     tail = re.sub(r"[^0-9A-Za-z]+", "", series.key)[-8:]
     return f"s{ordinal:02d}_{tail}"
-
-
-def _deidentifier(ctx: RunContext) -> tuple[Deidentifier | None, str]:
-    cfg = ctx.cfg.export.deidentify
-    if not cfg.enabled:
-        return None, "none: patient and study identifiers are kept as in the source"
-    dates = "removed" if cfg.date_shift_days is None else f"shifted by {cfg.date_shift_days} days"
-    config = DeidConfig(salt=cfg.salt, date_shift_days=cfg.date_shift_days)
-    return Deidentifier(
-        config
-    ), f"patient identifiers replaced, dates {dates}, UIDs remapped (salted hash)"
 
 
 def _volumes(
@@ -89,7 +76,7 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
 
     described = Metrics.model_validate(ctx.metrics)
     networks = [m for m in described.methods or {} if described.is_network(m)]
-    deid, deid_note = _deidentifier(ctx)
+    deid, deid_note = deidentifier(ctx)
     dicom_root, nifti_root = ctx.run_dir / "dicom", ctx.run_dir / "nifti"
     exported: dict[str, Any] = {}
     series_number = 9001
