@@ -7,6 +7,7 @@ wrong types and impossible values stop the run with one line naming the key path
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,9 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ctrobust.physics.units import MU_WATER_PER_MM
 
-PositiveInt = Annotated[int, Field(gt=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegativeFloat = Annotated[float, Field(ge=0)]
+MAX_COUNT = 2**31 - 1
+PositiveInt = Annotated[int, Field(gt=0, le=MAX_COUNT, strict=True)]
+"""A count: a whole number (not true/false, not 2.0, not "3"), at least 1."""
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+BatchSize = Annotated[int, Field(gt=0, le=65536, strict=True)]
+DEVICES = "cpu, cuda, cuda:N or auto"
 
 
 class ConfigError(ValueError):
@@ -51,6 +56,15 @@ class DataConfig(_Strict):
             raise ValueError(f"folder '{folder}' does not exist or is not a directory")
         return folder
 
+    @model_validator(mode="after")
+    def _fractions_leave_training_slices(self) -> DataConfig:
+        if self.test_fraction + self.val_fraction >= 1:
+            raise ValueError(
+                f"test_fraction {self.test_fraction} + val_fraction {self.val_fraction} must be "
+                "below 1, or no slices are left to train on"
+            )
+        return self
+
 
 class PhysicsConfig(_Strict):
     """Parallel-beam geometry and the low-dose measurement model."""
@@ -63,6 +77,15 @@ class PhysicsConfig(_Strict):
     )
     mu_water_per_mm: PositiveFloat = MU_WATER_PER_MM
     filter: Literal["ram-lak", "shepp-logan", "cosine", "hann"] = "ram-lak"
+
+    @model_validator(mode="after")
+    def _ground_truth_has_more_views(self) -> PhysicsConfig:
+        if self.gt_views < self.views:
+            raise ValueError(
+                f"gt_views ({self.gt_views}) must be at least views ({self.views}): the ground "
+                "truth is the FBP of many more views than are measured"
+            )
+        return self
 
 
 class ModelConfig(_Strict):
@@ -118,7 +141,7 @@ class TrainConfig(_Strict):
     """Supervised training shared by all schemes."""
 
     epochs: PositiveInt = 30
-    batch_size: PositiveInt = 8
+    batch_size: BatchSize = 8
     lr: PositiveFloat = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
     lr_schedule: Literal["constant", "cosine"] = "cosine"
@@ -173,7 +196,7 @@ class AttackConfig(_Strict):
     restarts: Annotated[int, Field(ge=0)] = 0
     random_start: bool = False
     random_draws: PositiveInt = 4
-    batch_size: PositiveInt = 8
+    batch_size: BatchSize = 8
     max_slices: PositiveInt | None = None
     image_domain: ImageDomainAttackConfig = Field(default_factory=ImageDomainAttackConfig)
 
@@ -183,6 +206,15 @@ class AttackConfig(_Strict):
         if not eps:
             raise ValueError("needs at least one eps")
         return sorted(eps)
+
+    @model_validator(mode="after")
+    def _relative_eps_below_one(self) -> AttackConfig:
+        if self.relative and max(self.eps) > 1:
+            raise ValueError(
+                f"eps {max(self.eps):g} is relative to ||y||_2 (attack.relative): above 1 the "
+                "perturbation is larger than the measurement; use e.g. 0.05 for 5 %"
+            )
+        return self
 
 
 class DetailsConfig(_Strict):
@@ -250,7 +282,7 @@ class RunConfig(_Strict):
 
     name: str = "run"
     seed: int = 0
-    device: str = Field("cpu", description="'cpu', 'cuda', 'cuda:1' or 'auto'")
+    device: str = Field("cpu", description=DEVICES)
     data: DataConfig = Field(default_factory=DataConfig)
     physics: PhysicsConfig = Field(default_factory=PhysicsConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -274,16 +306,35 @@ class RunConfig(_Strict):
             resolve_config(section)  # raises ValueError naming an unknown key
         return section
 
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", device):
+            raise ValueError(f"'{device}' is not a device ctrobust runs on ({DEVICES})")
+        return device
+
+    @model_validator(mode="after")
+    def _grid_fits_the_network(self) -> RunConfig:
+        factor = 2 ** (len(self.model.channels) - 1)
+        if self.data.n % factor:
+            raise ValueError(
+                f"data.n = {self.data.n} cannot pass through the U-Net's "
+                f"{len(self.model.channels)} levels (model.channels): it needs a multiple of "
+                f"{factor}, e.g. {max(factor, self.data.n // factor * factor)}"
+            )
+        return self
+
 
 def _format_error(source: str, error: ValidationError) -> str:
     """One line per problem, naming the key path and what is expected."""
     first = error.errors()[0]
-    path = ".".join(str(p) for p in first["loc"]) or "<root>"
+    path = ".".join(str(p) for p in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key"
     extra = f" (and {len(error.errors()) - 1} more)" if len(error.errors()) > 1 else ""
-    return f"{source}: {path}: {message}{extra}"
+    # a check across sections names its keys in the message itself
+    return f"{source}: {path}: {message}{extra}" if path else f"{source}: {message}{extra}"
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

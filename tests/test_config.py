@@ -37,6 +37,16 @@ def _write(tmp_path: Path, text: str) -> Path:
             "weight_decay > 0",
         ),
         ("surprise: 1\n", "surprise", "unknown key"),
+        ("attack:\n  eps: [0.01, 2.0]\n", "attack", "above 1"),
+        ("physics:\n  i0: .inf\n", "physics.i0", "finite"),
+        ("physics:\n  views: 143\n  gt_views: 100\n", "physics", "at least views"),
+        ("data:\n  test_fraction: 0.6\n  val_fraction: 0.5\n", "data", "below 1"),
+        ("train:\n  epochs: true\n", "train.epochs", "valid integer"),
+        ("train:\n  epochs: 2.0\n", "train.epochs", "valid integer"),
+        ("train:\n  batch_size: 100000000000000000000\n", "train.batch_size", "less than"),
+        ("attack:\n  batch_size: 1e20\n", "attack.batch_size", "valid integer"),
+        ("device: tpu\n", "device", "cpu, cuda, cuda:N or auto"),
+        ("export:\n  deidentify:\n    salt: public\n", "export.deidentify.salt", "unknown key"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path: Path, text: str, key: str, expected: str) -> None:
@@ -71,3 +81,8 @@ def test_cli_reports_config_error_in_one_line(
     assert "physics.views" in err
     assert "Traceback" not in err
     assert not (tmp_path / "run" / "run.json").exists()
+
+
+def test_a_grid_the_network_cannot_take_names_data_n(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"data.n = 100 .* multiple of 8, e.g. 96"):
+        load_config(_write(tmp_path, "data:\n  n: 100\nmodel:\n  channels: [4, 8, 16, 32]\n"))
