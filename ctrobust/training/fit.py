@@ -115,8 +115,9 @@ def train_scheme(
         cfg.model.channels, num_res_units=cfg.model.num_res_units, dropout=cfg.model.dropout
     )
     net.to(device)
+    weight_decay = scheme.weight_decay if scheme.scheme == "weight_decay" else 0.0
     optimizer = torch.optim.Adam(
-        net.parameters(), lr=cfg.train.lr, betas=cfg.train.betas, weight_decay=scheme.weight_decay
+        net.parameters(), lr=cfg.train.lr, betas=cfg.train.betas, weight_decay=weight_decay
     )
     epochs = cfg.train.epochs
     schedule = (

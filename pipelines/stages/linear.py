@@ -11,8 +11,7 @@ from pipelines.runner import RunContext
 
 
 def run(ctx: RunContext, out: Path) -> dict[str, Any]:
-    section = {**(ctx.cfg.linear_theory or {}), "seed": ctx.cfg.seed}
-    result = run_linear_theory(section, log=ctx.log)
+    result = run_linear_theory(ctx.cfg.linear_theory, seed=ctx.cfg.seed, log=ctx.log)
     atomic_write_json(out / "metrics.json", {"linear": result})
     keys = ("rel_err_fro", "rel_err_spec", "residual_ratio", "kappa_B", "kappa_B_hat")
     return {
