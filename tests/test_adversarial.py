@@ -314,7 +314,7 @@ def test_denormals_flushed_only_while_running() -> None:
     engine.run([(y, x)], max_epochs=1)
     assert seen == [False] and _subnormals_kept()
 
-    def broken(batch, device):
+    def broken(batch, device, non_blocking):
         raise RuntimeError("bad batch")
 
     engine = create_adversarial_trainer(f, G, *opts, eps=0.1, lam2=-5.0, prepare_batch=broken)

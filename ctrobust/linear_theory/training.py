@@ -83,11 +83,14 @@ def _generator(problem: LinearProblem, s: LinearTrainingConfig, eps: float, seed
 
 
 def _flatten_groups(
-    batch: Sequence[torch.Tensor], device: torch.device
+    batch: Sequence[torch.Tensor], device: torch.device, non_blocking: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(b, group, d) -> (b * group, d), pair members adjacent so K parts keep them whole."""
     y, x = batch[0], batch[1]
-    return y.flatten(0, 1).to(device), x.flatten(0, 1).to(device)
+    return (
+        y.flatten(0, 1).to(device, non_blocking=non_blocking),
+        x.flatten(0, 1).to(device, non_blocking=non_blocking),
+    )
 
 
 def train_robust_inverse(
