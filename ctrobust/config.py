@@ -8,11 +8,22 @@ wrong types and impossible values stop the run with one line naming the key path
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ctrobust.physics.units import MU_WATER_PER_MM
 
@@ -119,22 +130,52 @@ class AdversarialConfig(_Strict):
     g_lr: PositiveFloat = 1e-4
 
 
-class SchemeConfig(_Strict):
-    """One training scheme of a comparison (plain, weight decay, Parseval, adversarial)."""
-
+class _Scheme(_Strict):
     name: str
-    scheme: Literal["plain", "weight_decay", "parseval", "adversarial"] = "plain"
-    weight_decay: NonNegativeFloat = 0.0
-    parseval_beta: NonNegativeFloat = 1e-5
-    adversarial: AdversarialConfig | None = None
 
-    @model_validator(mode="after")
-    def _scheme_fields(self) -> SchemeConfig:
-        if self.scheme == "weight_decay" and self.weight_decay <= 0:
-            raise ValueError("scheme 'weight_decay' needs weight_decay > 0 (paper: mu > 1e-6)")
-        if self.scheme == "adversarial" and self.adversarial is None:
-            object.__setattr__(self, "adversarial", AdversarialConfig())
-        return self
+
+class PlainScheme(_Scheme):
+    """Plain supervised training (MSE on the FBP image)."""
+
+    scheme: Literal["plain"] = "plain"
+
+
+class WeightDecayScheme(_Scheme):
+    """Supervised training with Adam's weight decay mu (paper: mu > 1e-6)."""
+
+    scheme: Literal["weight_decay"]
+    weight_decay: PositiveFloat
+
+
+class ParsevalScheme(_Scheme):
+    """Supervised training with the Parseval penalty beta ||W^T W - I||^2 (Raj et al.)."""
+
+    scheme: Literal["parseval"]
+    parseval_beta: NonNegativeFloat = 1e-5
+
+
+class AdversarialScheme(_Scheme):
+    """The adversarial G/f min-max of Raj et al. (eq. 6, Algorithm 1)."""
+
+    scheme: Literal["adversarial"]
+    adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig)
+
+
+def _scheme_tag(value: Any) -> str | None:
+    """The ``scheme`` of a raw mapping (omitted: plain) or of a built scheme model."""
+    if isinstance(value, dict):
+        return value.get("scheme", "plain")
+    return getattr(value, "scheme", None)
+
+
+SchemeConfig = Annotated[
+    Annotated[PlainScheme, Tag("plain")]
+    | Annotated[WeightDecayScheme, Tag("weight_decay")]
+    | Annotated[ParsevalScheme, Tag("parseval")]
+    | Annotated[AdversarialScheme, Tag("adversarial")],
+    Discriminator(_scheme_tag),
+]
+"""One training scheme of a comparison, told apart by its ``scheme`` key (default plain)."""
 
 
 class TrainConfig(_Strict):
@@ -147,9 +188,7 @@ class TrainConfig(_Strict):
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     augment: bool = True
     checkpoint_every: PositiveInt = 1
-    schemes: list[SchemeConfig] = Field(
-        default_factory=lambda: [SchemeConfig(name="plain", scheme="plain")]
-    )
+    schemes: list[SchemeConfig] = Field(default_factory=lambda: [PlainScheme(name="plain")])
 
     @field_validator("schemes")
     @classmethod
@@ -277,6 +316,74 @@ class ReportConfig(_Strict):
     enabled: bool = True
 
 
+class LinearTrainingConfig(_Strict):
+    """How one B^ of the Sec. 4.5 check is trained (ctrobust.linear_theory.training)."""
+
+    lam2: Annotated[float, Field(lt=0)] = -10.0
+    epochs: PositiveInt = 60
+    warmup_epochs: Annotated[int, Field(ge=0)] = 2
+    batch_size: PositiveInt = 128
+    k_parts: PositiveInt = 4
+    g_steps: PositiveInt = 5
+    generator: Literal["shared", "mlp"] = Field(
+        "shared", description="one learnable delta for all samples (eq. 11) or the paper's MLP"
+    )
+    g_hidden: tuple[PositiveInt, ...] = (64, 64)
+    g_optimizer: Literal["sgd", "adam"] = "sgd"
+    g_lr: PositiveFloat = 1.0
+    project: bool = Field(True, description="G's output projected onto the eps-ball")
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: PositiveFloat = 1e-3
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    precondition: Literal["none", "tikhonov"] = "tikhonov"
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    keep_pairs: bool = Field(True, description="batches of whole antithetic pairs")
+
+
+_DEFAULT_LINEAR_RUNS: dict[str, dict[str, Any]] = {"shared": {"generator": "shared"}}
+
+
+class LinearTheoryConfig(_Strict):
+    """Raj et al. Sec. 4.5: the closed-form robust inverse against B^ trained by the G/f engine.
+
+    ``training`` holds the settings shared by every run; each entry of ``runs`` names a
+    trained B^ and overrides some of them (validated merged: a run is ``training`` updated
+    by its own keys).
+    """
+
+    n: PositiveInt = 20
+    m: PositiveInt = 10
+    n_samples: PositiveInt = 50_000
+    small_singular_values: list[PositiveFloat] = Field(default_factory=lambda: [1e-3, 1e-4])
+    entry_variance: PositiveFloat = 0.1
+    normalize: bool = Field(True, description="sample mean exactly 0, sample covariance I")
+    antithetic: bool = Field(True, description="samples stored as (x, -x) pairs")
+    lam: PositiveFloat = 1.0
+    eps: PositiveFloat = 0.1
+    per_sample_optimum: bool = True
+    training: LinearTrainingConfig = Field(default_factory=LinearTrainingConfig)
+    runs: dict[str, LinearTrainingConfig] = Field(
+        default_factory=lambda: {"shared": LinearTrainingConfig()}, min_length=1
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _runs_extend_training(cls, data: Any) -> Any:
+        """Each run is the shared ``training`` block updated by the run's own keys."""
+        if not isinstance(data, dict):
+            return data
+        shared = data.get("training", {})
+        if isinstance(shared, LinearTrainingConfig):
+            shared = shared.model_dump(exclude_unset=True)
+        runs = data.get("runs", _DEFAULT_LINEAR_RUNS)
+        if not isinstance(shared, dict) or not isinstance(runs, dict):
+            return data
+        merged = {
+            name: {**shared, **run} if isinstance(run, dict) else run for name, run in runs.items()
+        }
+        return {**data, "runs": merged}
+
+
 class RunConfig(_Strict):
     """A whole pipeline run."""
 
@@ -291,20 +398,11 @@ class RunConfig(_Strict):
     instability: InstabilityConfig = Field(default_factory=InstabilityConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
-    linear_theory: dict[str, Any] | None = Field(
+    linear_theory: LinearTheoryConfig | None = Field(
         None,
         description="set for the Sec. 4.5 linear check (configs/linear_theory.yaml): "
         "the run is then the linear experiment instead of the CT pipeline",
     )
-
-    @field_validator("linear_theory")
-    @classmethod
-    def _linear_keys(cls, section: dict[str, Any] | None) -> dict[str, Any] | None:
-        if section is not None:
-            from ctrobust.linear_theory.run import resolve_config
-
-            resolve_config(section)  # raises ValueError naming an unknown key
-        return section
 
     @field_validator("device")
     @classmethod
@@ -325,10 +423,60 @@ class RunConfig(_Strict):
         return self
 
 
+def _strip(annotation: Any) -> Any:
+    """The annotation without ``Annotated`` metadata and without ``| None``."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) in (Union, UnionType):
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        if len(members) == 1:
+            return _strip(members[0])
+    return annotation
+
+
+def _union_tags(annotation: Any) -> dict[str, Any]:
+    """Tag -> member of a discriminated union annotation ({} for anything else)."""
+    if get_origin(annotation) not in (Union, UnionType):
+        return {}
+    tags = {}
+    for member in get_args(annotation):
+        if get_origin(member) is Annotated:
+            model, *metadata = get_args(member)
+            tags.update({m.tag: model for m in metadata if isinstance(m, Tag)})
+    return tags
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _display_path(loc: tuple[int | str, ...]) -> str:
+    """The key path of an error location, without pydantic's union tags (``plain`` etc.)."""
+    node: Any = RunConfig
+    shown: list[str] = []
+    for part in loc:
+        node = _strip(node)
+        tags = _union_tags(node)
+        if part in tags:
+            node = tags[part]
+            continue
+        shown.append(str(part))
+        if _is_model(node) and part in node.model_fields:
+            node = node.model_fields[part].annotation
+        elif get_origin(node) in (list, tuple) and isinstance(part, int):
+            args = [a for a in get_args(node) if a is not Ellipsis]
+            node = args[min(part, len(args) - 1)]
+        elif get_origin(node) is dict:
+            node = get_args(node)[1]
+        else:
+            node = None
+    return ".".join(shown)
+
+
 def _format_error(source: str, error: ValidationError) -> str:
     """One line per problem, naming the key path and what is expected."""
     first = error.errors()[0]
-    path = ".".join(str(p) for p in first["loc"])
+    path = _display_path(first["loc"])
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key"
@@ -351,6 +499,26 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+def check_config_keys(paths: Iterable[str], *, reader: str = "a stage") -> None:
+    """Raise ConfigError unless every dotted path names a section or key of RunConfig.
+
+    The runner's stage list declares the keys each stage reads (they make its cache
+    fingerprint); checking them against the schema when the list is built turns a
+    misspelled key into an error at start instead of a KeyError hours into a run.
+    """
+    for path in paths:
+        node: Any = RunConfig
+        for part in path.split("."):
+            node = _strip(node)
+            candidates = list(_union_tags(node).values()) or [node]
+            found = [
+                c.model_fields[part] for c in candidates if _is_model(c) and part in c.model_fields
+            ]
+            if not found:
+                raise ConfigError(f"{reader} reads config key '{path}', which the schema lacks")
+            node = found[0].annotation
 
 
 def _apply_override(tree: dict[str, Any], assignment: str, source: str) -> None:

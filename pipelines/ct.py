@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ctrobust.config import RunConfig
+from ctrobust.config import RunConfig, check_config_keys
 from pipelines.runner import Stage
 from pipelines.stages import (
     attack,
@@ -19,9 +19,16 @@ from pipelines.stages import (
 DATA_KEYS = ("data.folder", "data.max_series", "data.slices_per_series")
 
 
+def checked(stages: list[Stage]) -> list[Stage]:
+    """The stages, once every config key they read is known to exist in the schema."""
+    for stage in stages:
+        check_config_keys(stage.config_keys, reader=f"stage {stage.name}")
+    return stages
+
+
 def linear_stages() -> list[Stage]:
     """Stages of ``ctrobust run`` for the linear-theory config (Raj et al. Sec. 4.5)."""
-    return [Stage("linear", linear.run, config_keys=("linear_theory", "seed"))]
+    return checked([Stage("linear", linear.run, config_keys=("linear_theory", "seed"))])
 
 
 def stages_for(cfg: RunConfig) -> list[Stage]:
@@ -31,7 +38,7 @@ def stages_for(cfg: RunConfig) -> list[Stage]:
 
 def ct_stages() -> list[Stage]:
     """Stages of ``ctrobust run`` for a CT config, in execution order."""
-    return [
+    stages = [
         Stage("ingest", ingest.run, config_keys=DATA_KEYS),
         Stage(
             "simulate",
@@ -79,3 +86,4 @@ def ct_stages() -> list[Stage]:
             writes=("report",),
         ),
     ]
+    return checked(stages)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,3 +68,15 @@ def tiny_config(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY_CONFIG)
     return path
+
+
+@pytest.fixture
+def device() -> torch.device:
+    """Where device-agnostic tests run: $CTROBUST_TEST_DEVICE, else the CPU."""
+    return torch.device(os.environ.get("CTROBUST_TEST_DEVICE", "cpu"))
+
+
+@pytest.fixture
+def rng() -> torch.Generator:
+    """A CPU torch generator seeded with 0, fresh for every test."""
+    return torch.Generator().manual_seed(0)

@@ -305,6 +305,7 @@ def _subnormals_kept() -> bool:
 
 
 def test_denormals_flushed_only_while_running() -> None:
+    torch.set_flush_denormal(False)  # an in-process pipeline run earlier may have set it
     y, x = _tiny_problem(32)
     f, G = _models()
     opts = torch.optim.SGD(f.parameters(), lr=1e-3), torch.optim.Adam(G.parameters())
@@ -314,7 +315,7 @@ def test_denormals_flushed_only_while_running() -> None:
     engine.run([(y, x)], max_epochs=1)
     assert seen == [False] and _subnormals_kept()
 
-    def broken(batch, device):
+    def broken(batch, device, non_blocking):
         raise RuntimeError("bad batch")
 
     engine = create_adversarial_trainer(f, G, *opts, eps=0.1, lam2=-5.0, prepare_batch=broken)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ctrobust.config import LinearTheoryConfig, LinearTrainingConfig
 from ctrobust.linear_theory import (
-    LinearTrainSettings,
     make_problem,
     paper_metrics,
-    resolve_config,
     robust_inverse,
     run_linear_theory,
     train_robust_inverse,
@@ -130,10 +129,10 @@ def test_small_adversarial_training_reaches_the_closed_form() -> None:
     problem = make_problem(0, n_samples=2_000, small_singular_values=(5e-2, 1e-2))
     B, wl = robust_inverse(problem.A, LAM, EPS)
     assert wl.m == 2
-    settings = LinearTrainSettings(
+    settings = LinearTrainingConfig(
         generator="shared", epochs=12, warmup_epochs=1, batch_size=32, lr=1e-3, g_steps=2
     )
-    trained = train_robust_inverse(problem, settings)
+    trained = train_robust_inverse(problem, settings, lam=LAM, eps=EPS)
     m = paper_metrics(trained.B_hat, B, problem.A)
     assert m["rel_err_fro"] < 0.03
     assert m["rel_err_spec"] < 0.04
@@ -143,9 +142,9 @@ def test_small_adversarial_training_reaches_the_closed_form() -> None:
     assert trained.history[-1]["g_norm_mean"] == pytest.approx(EPS, rel=1e-6)  # projected G
 
 
-def test_run_linear_theory_small_and_config_checks() -> None:
+def test_run_linear_theory_small() -> None:
     out = run_linear_theory(
-        {"n_samples": 400, "per_sample_optimum": False, "training": {"epochs": 2}}
+        LinearTheoryConfig(n_samples=400, per_sample_optimum=False, training={"epochs": 2})
     )
     assert out["numerical_check"]["full_max_abs_diff"] < 1e-6
     assert out["numerical_check"]["diagonal_max_abs_diff"] < 1e-6
@@ -154,11 +153,3 @@ def test_run_linear_theory_small_and_config_checks() -> None:
     assert {"rel_err_fro", "rel_err_spec", "residual_ratio", "kappa_B", "kappa_B_hat"} <= set(
         out["trained"]["shared"]
     )
-    with pytest.raises(ValueError, match="unknown keys"):
-        resolve_config({"epochs": 3})
-    with pytest.raises(ValueError, match="linear_theory.x"):
-        resolve_config({"runs": {"x": {"generatr": "mlp"}}})
-    with pytest.raises(ValueError, match="linear_theory.x.generator: one of"):
-        resolve_config({"runs": {"x": {"generator": "cnn"}}})
-    with pytest.raises(ValueError, match="linear_theory.eps: must be a positive"):
-        resolve_config({"eps": -0.1})

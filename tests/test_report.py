@@ -214,7 +214,13 @@ def make_run_folder(root: Path, n: int = 32, views: int = 24, eps: tuple[float, 
             s: {
                 "epochs": 2,
                 "resumed_from_epoch": 0,
-                "final": {"epoch": 2, "mse": 1e-3, "val_psnr": 32.1, "val_ssim": 0.85},
+                "final": {
+                    "epoch": 2,
+                    "loss": 1e-3,
+                    "loss_clean": 1e-3,
+                    "val_psnr": 32.1,
+                    "val_ssim": 0.85,
+                },
             }
             for s in SCHEMES
         },

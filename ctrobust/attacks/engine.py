@@ -11,7 +11,7 @@ when slices must be matched back to their source.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -20,18 +20,11 @@ from ignite.handlers import ProgressBar
 from torch import Tensor
 
 from ctrobust.attacks.pga import Reconstructor
+from ctrobust.batches import PrepareBatch
+from ctrobust.batches import prepare_pair as prepare_attack_batch
 
 R = TypeVar("R")
 AttackFn = Callable[[Reconstructor, Tensor, Tensor], Any]
-PrepareBatch = Callable[[Any, torch.device, bool], tuple[Tensor, Tensor]]
-
-
-def prepare_attack_batch(
-    batch: Mapping[str, Tensor] | Sequence[Tensor], device: torch.device, non_blocking: bool
-) -> tuple[Tensor, Tensor]:
-    """(y, x) on ``device`` from a dict with keys "y" and "x" or a (y, x, ...) tuple."""
-    y, x = (batch["y"], batch["x"]) if isinstance(batch, Mapping) else (batch[0], batch[1])
-    return y.to(device, non_blocking=non_blocking), x.to(device, non_blocking=non_blocking)
 
 
 def _to_cpu(result: R) -> R:

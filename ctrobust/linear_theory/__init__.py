@@ -3,17 +3,14 @@
 from ctrobust.linear_theory.closed_form import robust_inverse, water_filling
 from ctrobust.linear_theory.metrics import paper_metrics, per_direction
 from ctrobust.linear_theory.problem import LinearProblem, make_problem
-from ctrobust.linear_theory.run import DEFAULTS, resolve_config, run_linear_theory
-from ctrobust.linear_theory.training import LinearTrainSettings, train_robust_inverse
+from ctrobust.linear_theory.run import run_linear_theory
+from ctrobust.linear_theory.training import train_robust_inverse
 
 __all__ = [
-    "DEFAULTS",
     "LinearProblem",
-    "LinearTrainSettings",
     "make_problem",
     "paper_metrics",
     "per_direction",
-    "resolve_config",
     "robust_inverse",
     "run_linear_theory",
     "train_robust_inverse",

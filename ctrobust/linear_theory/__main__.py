@@ -1,7 +1,8 @@
 """``python -m ctrobust.linear_theory CONFIG.yaml [OUT.json]``: run Sec. 4.5 without the pipeline.
 
-Reads the ``linear_theory`` section (and the top-level ``seed``) of the YAML file and
-writes the result of ``run_linear_theory`` as JSON to OUT.json or stdout.
+Validates the YAML file as a run config, then writes the result of ``run_linear_theory`` on
+its ``linear_theory`` section (defaults if absent) and top-level ``seed`` as JSON to OUT.json
+or stdout.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-import yaml
-
+from ctrobust.config import ConfigError, load_config
 from ctrobust.linear_theory.run import run_linear_theory
 
 
@@ -20,11 +20,14 @@ def main(argv: list[str]) -> int:
     if len(argv) not in (1, 2):
         print(__doc__.splitlines()[0], file=sys.stderr)
         return 2
-    tree = yaml.safe_load(Path(argv[0]).read_text()) or {}
-    section = {**tree.get("linear_theory", {}), "seed": tree.get("seed", 0)}
+    try:
+        cfg = load_config(Path(argv[0]))
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("ctrobust").setLevel(logging.INFO)
-    text = json.dumps(run_linear_theory(section), indent=1)
+    text = json.dumps(run_linear_theory(cfg.linear_theory, seed=cfg.seed), indent=1)
     if len(argv) == 2:
         Path(argv[1]).write_text(text)
     else:

@@ -1,8 +1,8 @@
 """Sec. 4.5 end to end: closed form, its numerical checks, trained B^ and the paper's metrics.
 
-``run_linear_theory(config)`` takes the ``linear_theory`` section of a config (a mapping;
-unknown keys are rejected, missing ones take ``DEFAULTS``) and returns a JSON-ready dict
-for ``metrics.json`` under ``linear``. It needs no files and no CLI.
+``run_linear_theory(config, seed=...)`` takes the validated ``linear_theory`` section of a
+config (:class:`ctrobust.config.LinearTheoryConfig`) and returns a JSON-ready dict for
+``metrics.json`` under ``linear``. It needs no files and no CLI.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import fields
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any
 
 import numpy as np
 
+from ctrobust.config import LinearTheoryConfig
 from ctrobust.linear_theory.closed_form import (
     paper_level,
     robust_inverse,
@@ -28,7 +28,7 @@ from ctrobust.linear_theory.numerical import (
     solve_per_sample,
 )
 from ctrobust.linear_theory.problem import make_problem
-from ctrobust.linear_theory.training import LinearTrainSettings, train_robust_inverse
+from ctrobust.linear_theory.training import train_robust_inverse
 
 PAPER = {
     "rel_err_fro": 0.024,
@@ -37,53 +37,6 @@ PAPER = {
     "kappa_B": 19.231,
     "kappa_B_hat": 19.311,
 }
-
-_TRAINING_KEYS = {f.name for f in fields(LinearTrainSettings)} - {"lam", "eps", "seed"}
-_CHOICES = {
-    name: get_args(hint)
-    for name, hint in get_type_hints(LinearTrainSettings).items()
-    if get_origin(hint) is Literal
-}
-
-DEFAULTS: dict[str, Any] = {
-    "seed": 0,
-    "n": 20,
-    "m": 10,
-    "n_samples": 50_000,
-    "small_singular_values": [1e-3, 1e-4],
-    "entry_variance": 0.1,
-    "normalize": True,
-    "antithetic": True,
-    "lam": 1.0,
-    "eps": 0.1,
-    "per_sample_optimum": True,
-    "training": {},
-    "runs": {"shared": {"generator": "shared"}},
-}
-
-
-def resolve_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
-    """DEFAULTS overridden by ``config``; unknown keys or wrong values raise ValueError."""
-    cfg = dict(DEFAULTS)
-    given = dict(config or {})
-    unknown = set(given) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"linear_theory: unknown keys {sorted(unknown)}")
-    cfg.update(given)
-    for key in ("n", "m", "n_samples", "lam", "eps"):
-        if not isinstance(cfg[key], int | float) or cfg[key] <= 0:
-            raise ValueError(f"linear_theory.{key}: must be a positive number, got {cfg[key]!r}")
-    if not isinstance(cfg["runs"], Mapping) or not cfg["runs"]:
-        raise ValueError("linear_theory.runs: needs at least one named run")
-    for where, block in [("training", cfg["training"]), *cfg["runs"].items()]:
-        bad = set(block) - _TRAINING_KEYS
-        if bad:
-            raise ValueError(f"linear_theory.{where}: unknown keys {sorted(bad)}")
-        for key, value in block.items():
-            allowed = _CHOICES.get(key)
-            if allowed is not None and value not in allowed:
-                raise ValueError(f"linear_theory.{where}.{key}: one of {allowed}, got {value!r}")
-    return cfg
 
 
 def meets_targets(metrics: Mapping[str, float]) -> bool:
@@ -97,20 +50,23 @@ def meets_targets(metrics: Mapping[str, float]) -> bool:
 
 
 def run_linear_theory(
-    config: Mapping[str, Any] | None = None, *, log: logging.Logger | None = None
+    config: LinearTheoryConfig | None = None,
+    *,
+    seed: int = 0,
+    log: logging.Logger | None = None,
 ) -> dict[str, Any]:
     """Closed form, numerical checks, optional per-sample optimum, and each training run."""
     log = log or logging.getLogger(__name__)
-    cfg = resolve_config(config)
-    lam, eps, seed = float(cfg["lam"]), float(cfg["eps"]), int(cfg["seed"])
+    cfg = config or LinearTheoryConfig()
+    lam, eps = cfg.lam, cfg.eps
     problem = make_problem(
-        seed, n=cfg["n"], m=cfg["m"], n_samples=cfg["n_samples"],
-        small_singular_values=cfg["small_singular_values"], entry_variance=cfg["entry_variance"],
-        normalize=cfg["normalize"], antithetic=cfg["antithetic"],
+        seed, n=cfg.n, m=cfg.m, n_samples=cfg.n_samples,
+        small_singular_values=cfg.small_singular_values, entry_variance=cfg.entry_variance,
+        normalize=cfg.normalize, antithetic=cfg.antithetic,
     )  # fmt: skip
     A, U, S, V = problem.A, problem.U, problem.S, problem.V
     B, wl = robust_inverse(A, lam, eps)
-    n_replaced = len(cfg["small_singular_values"])
+    n_replaced = len(cfg.small_singular_values)
     replaced_level = paper_level(S, n_replaced, lam, eps)
     q_replaced = 1.0 / S
     q_replaced[np.argsort(S)[:n_replaced]] = replaced_level
@@ -149,7 +105,7 @@ def run_linear_theory(
     log.info("linear theory: closed form m=%d level=%.6g checked", wl.m, wl.level)
 
     B_ps = None
-    if cfg["per_sample_optimum"]:
+    if cfg.per_sample_optimum:
         t0 = time.perf_counter()
         z = problem.x @ V
         q_ps = solve_per_sample(S, z, lam, eps, q0=wl.q)
@@ -163,16 +119,12 @@ def run_linear_theory(
         }
 
     out["trained"] = {}
-    for name, overrides in cfg["runs"].items():
-        merged = {**cfg["training"], **overrides}
-        if "g_hidden" in merged:
-            merged["g_hidden"] = tuple(merged["g_hidden"])
-        settings = LinearTrainSettings(**merged, lam=lam, eps=eps, seed=seed)
+    for name, training in cfg.runs.items():
         t0 = time.perf_counter()
-        trained = train_robust_inverse(problem, settings)
+        trained = train_robust_inverse(problem, training, lam=lam, eps=eps, seed=seed)
         metrics = paper_metrics(trained.B_hat, B, A)
         entry: dict[str, Any] = {
-            "generator": settings.generator,
+            "generator": training.generator,
             **metrics,
             "meets_paper_targets": meets_targets(metrics),
             "per_direction": per_direction(trained.B_hat, wl.q, U, S, V),

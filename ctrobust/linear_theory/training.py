@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import torch
@@ -33,6 +32,7 @@ from ignite.engine import Engine, Events
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from ctrobust.config import LinearTrainingConfig
 from ctrobust.linear_theory.problem import LinearProblem
 from ctrobust.models.generator import PerturbationGenerator, SharedPerturbation
 from ctrobust.training.adversarial import attach_epoch_means, create_adversarial_trainer
@@ -63,32 +63,6 @@ def tikhonov_preconditioner(y: torch.Tensor, c: float) -> torch.Tensor:
     return (evecs / evals.sqrt()) @ evecs.T
 
 
-@dataclass(frozen=True)
-class LinearTrainSettings:
-    """How B^ is trained; defaults are those of configs/linear_theory.yaml."""
-
-    lam: float = 1.0
-    eps: float = 0.1
-    lam2: float = -10.0
-    epochs: int = 60
-    warmup_epochs: int = 2
-    batch_size: int = 128
-    k_parts: int = 4
-    g_steps: int = 5
-    generator: Literal["shared", "mlp"] = "shared"
-    g_hidden: Sequence[int] = (64, 64)
-    g_optimizer: Literal["sgd", "adam"] = "sgd"
-    g_lr: float = 1.0
-    project: bool = True
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    precondition: Literal["none", "tikhonov"] = "tikhonov"
-    lr_schedule: Literal["constant", "cosine"] = "cosine"
-    keep_pairs: bool = True
-    seed: int = 0
-
-
 @dataclass
 class TrainedInverse:
     """B^ and the per-epoch history (engine means and the diagonal of V^T B U)."""
@@ -98,9 +72,9 @@ class TrainedInverse:
     q_history: list[list[float]] = field(default_factory=list)
 
 
-def _generator(problem: LinearProblem, s: LinearTrainSettings) -> nn.Module:
-    gen = torch.Generator().manual_seed(s.seed + 1)
-    radius = s.eps if s.project else None
+def _generator(problem: LinearProblem, s: LinearTrainingConfig, eps: float, seed: int) -> nn.Module:
+    gen = torch.Generator().manual_seed(seed + 1)
+    radius = eps if s.project else None
     if s.generator == "shared":
         G: nn.Module = SharedPerturbation((problem.m,), max_norm=radius, generator=gen)
     else:
@@ -109,26 +83,40 @@ def _generator(problem: LinearProblem, s: LinearTrainSettings) -> nn.Module:
 
 
 def _flatten_groups(
-    batch: Sequence[torch.Tensor], device: torch.device
+    batch: Sequence[torch.Tensor], device: torch.device, non_blocking: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(b, group, d) -> (b * group, d), pair members adjacent so K parts keep them whole."""
     y, x = batch[0], batch[1]
-    return y.flatten(0, 1).to(device), x.flatten(0, 1).to(device)
+    return (
+        y.flatten(0, 1).to(device, non_blocking=non_blocking),
+        x.flatten(0, 1).to(device, non_blocking=non_blocking),
+    )
 
 
-def train_robust_inverse(problem: LinearProblem, settings: LinearTrainSettings) -> TrainedInverse:
-    """Run the adversarial engine on (y, x) with f = B and return B^ (float64)."""
+def train_robust_inverse(
+    problem: LinearProblem,
+    settings: LinearTrainingConfig,
+    *,
+    lam: float = 1.0,
+    eps: float = 0.1,
+    seed: int = 0,
+) -> TrainedInverse:
+    """Run the adversarial engine on (y, x) with f = B and return B^ (float64).
+
+    ``lam`` (= lam1) and ``eps`` are the problem's, shared with the closed form; ``seed``
+    seeds G's initialisation (seed + 1) and the shuffling (seed).
+    """
     s = settings
     y = torch.as_tensor(problem.y, dtype=torch.float64)
     x = torch.as_tensor(problem.x, dtype=torch.float64)
-    c = s.lam / (1 + s.lam) * s.eps**2 if s.precondition == "tikhonov" else None
+    c = lam / (1 + lam) * eps**2 if s.precondition == "tikhonov" else None
     precond = (
         tikhonov_preconditioner(y, c)
         if c is not None
         else torch.eye(problem.m, dtype=torch.float64)
     )
     f = PreconditionedLinear(problem.n, precond)
-    G = _generator(problem, s)
+    G = _generator(problem, s, eps, seed)
     if s.optimizer == "sgd":
         opt_f: torch.optim.Optimizer = torch.optim.SGD(f.parameters(), lr=s.lr, momentum=s.momentum)
     else:
@@ -138,7 +126,7 @@ def train_robust_inverse(problem: LinearProblem, settings: LinearTrainSettings) 
     else:
         opt_G = torch.optim.Adam(G.parameters(), lr=s.g_lr, betas=(0.5, 0.999))
     engine = create_adversarial_trainer(
-        f, G, opt_f, opt_G, eps=s.eps, lam1=s.lam, lam2=s.lam2, k_parts=s.k_parts,
+        f, G, opt_f, opt_G, eps=eps, lam1=lam, lam2=s.lam2, k_parts=s.k_parts,
         g_steps=s.g_steps, warmup_epochs=s.warmup_epochs, reduction="sum",
         prepare_batch=_flatten_groups,
     )  # fmt: skip
@@ -149,7 +137,7 @@ def train_robust_inverse(problem: LinearProblem, settings: LinearTrainSettings) 
     loader = DataLoader(
         TensorDataset(y.view(-1, group, problem.m), x.view(-1, group, problem.n)),
         batch_size=s.batch_size // group, shuffle=True, drop_last=True,
-        generator=torch.Generator().manual_seed(s.seed),
+        generator=torch.Generator().manual_seed(seed),
     )  # fmt: skip
     U = torch.as_tensor(problem.U)
     V = torch.as_tensor(problem.V)

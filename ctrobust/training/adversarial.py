@@ -45,7 +45,7 @@ Conventions (documented choices):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import torch
@@ -53,6 +53,7 @@ from ignite.engine import Engine, Events
 from ignite.metrics import Metric
 from torch import nn
 
+from ctrobust.batches import PrepareBatch, prepare_pair
 from ctrobust.runtime import flushing_denormals
 from ctrobust.training.regularizers import parseval_penalty, weight_penalty
 
@@ -95,13 +96,18 @@ def create_adversarial_trainer(
     weight_mu: float = 0.0,
     relative_eps: bool = False,
     reduction: Reduction = "sum",
-    prepare_batch: Callable[[Batch, torch.device], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    prepare_batch: PrepareBatch = prepare_pair,
+    non_blocking: bool = False,
     flush_denormal: bool = True,
 ) -> Engine:
     """Engine whose step is Algorithm 1 on a batch (y, x); f maps y -> x (any nn.Module).
 
-    ``engine.state.output`` is a dict of floats: ``adversarial`` (0 in warm-up, 1 after),
-    ``loss_clean``, ``loss`` (what f minimised) and, in adversarial epochs, ``loss_adv``,
+    ``prepare_batch(batch, device, non_blocking) -> (y, x)`` (ignite's signature) takes a
+    loader batch to the device.
+
+    ``engine.state.output`` is a dict of floats: ``loss`` (what f minimised), ``loss_clean``
+    and ``penalty`` (its clean and regulariser terms, the keys of the supervised trainer too),
+    ``adversarial`` (0 in warm-up, 1 after) and, in adversarial epochs, ``loss_adv``,
     ``g_objective`` (G's objective on the last part, after its update), ``g_norm_mean``,
     ``g_norm_max``, ``share_over_eps`` (share of samples with ||G(y)|| > budget * (1 + 1e-6),
     so that outputs projected onto the sphere do not count by rounding),
@@ -115,7 +121,6 @@ def create_adversarial_trainer(
     if eps <= 0:
         raise ValueError(f"eps must be positive, got {eps}")
     device = torch.device(device)
-    prepare = prepare_batch or _prepare_pair
     g_params = [p for p in G.parameters() if p.requires_grad]
 
     def penalty() -> torch.Tensor:
@@ -130,8 +135,9 @@ def create_adversarial_trainer(
         f.train()
         opt_f.zero_grad(set_to_none=True)
         clean = per_sample_sq_error(f(y), x, reduction).mean()
-        loss = clean + penalty()
-        out = {"loss_clean": float(clean.detach())}
+        reg = penalty()
+        loss = clean + reg
+        out = {"loss_clean": float(clean.detach()), "penalty": float(reg.detach())}
         if delta is not None:
             adv = per_sample_sq_error(f(y + delta), x, reduction).mean()
             loss = loss + lam1 * adv
@@ -158,7 +164,7 @@ def create_adversarial_trainer(
         return (lam1 * rec + lam2 * hinge).mean()
 
     def update(engine: Engine, batch: Batch) -> dict[str, float]:
-        y, x = prepare(batch, device)
+        y, x = prepare_batch(batch, device, non_blocking)
         if engine.state.epoch <= warmup_epochs:
             return {"adversarial": 0.0, **f_step(y, x, None)}
 
@@ -242,8 +248,3 @@ class EpochMeans(Metric):
 def attach_epoch_means(engine: Engine, name: str = "epoch_means") -> None:
     """Put the epoch means of the step outputs into ``engine.state.metrics`` (flattened)."""
     EpochMeans().attach(engine, name)
-
-
-def _prepare_pair(batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    y, x = batch[0], batch[1]
-    return y.to(device, non_blocking=True), x.to(device, non_blocking=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from ignite.engine import Engine
 
-from ctrobust.config import RunConfig, SchemeConfig
+from ctrobust.config import AdversarialScheme, RunConfig
 from ctrobust.distributed import distribute_model
 from ctrobust.models import FBPConvNet
 from ctrobust.models.generator import PerturbationGenerator
@@ -14,7 +14,7 @@ from ctrobust.training.adversarial import create_adversarial_trainer, paper_adam
 
 
 def build_adversarial_engine(
-    scheme: SchemeConfig,
+    scheme: AdversarialScheme,
     cfg: RunConfig,
     f: FBPConvNet,
     optimizer: torch.optim.Optimizer,
@@ -28,7 +28,6 @@ def build_adversarial_engine(
     learning rate; G is the paper's fully connected network on the sinogram.
     """
     adv = scheme.adversarial
-    assert adv is not None  # filled in by SchemeConfig for the adversarial scheme
     G = PerturbationGenerator(
         tuple(train.y.shape[1:]),
         hidden=adv.g_hidden,

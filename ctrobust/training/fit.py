@@ -3,20 +3,23 @@
 Every scheme (plain, weight decay, Parseval, adversarial) runs as an ignite
 Engine; an ignite ``Checkpoint`` saves network, optimiser, schedule and engine
 state after every ``checkpoint_every`` epochs, and a restarted run continues
-from the newest checkpoint instead of starting over.
+from the newest checkpoint instead of starting over. The per-epoch history lives in
+``engine.state.history`` (a state_dict user key), so the checkpoint carries it and a
+resumed run has exactly the rows of the epochs it did not redo.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver, ProgressBar, global_step_from_engine
+from ignite.handlers.param_scheduler import LRScheduler
 from torch.utils.data import DataLoader, TensorDataset
 
 from ctrobust.config import RunConfig, SchemeConfig
@@ -28,9 +31,8 @@ from ctrobust.training.supervised import (
     Penalty,
     attach_epoch_seeding,
     create_evaluator,
-    create_supervised_trainer,
+    create_image_trainer,
 )
-from dicom_io.atomic import write_text_atomic
 
 CHECKPOINT_PATTERN = re.compile(r"checkpoint_(\d+)\.pt$")
 
@@ -75,7 +77,7 @@ def _build_engine(
     sampler = GlobalBatchSampler(len(train), cfg.train.batch_size, cfg.seed)
     if scheme.scheme != "adversarial":
         dataset = TensorDataset(train.fbp, train.x_gt)
-        engine = create_supervised_trainer(
+        engine = create_image_trainer(
             net,
             optimizer,
             device=device,
@@ -94,6 +96,20 @@ def _build_engine(
     loader = DataLoader(dataset, batch_sampler=sampler)
     attach_epoch_seeding(engine, sampler)
     return engine, loader, extra
+
+
+def _epoch_schedule(scheduler: torch.optim.lr_scheduler.LRScheduler) -> LRScheduler:
+    """ignite's handler for a torch schedule stepped at EPOCH_COMPLETED (epoch 1 at the base lr).
+
+    ``use_legacy=True`` because with torch 2.13 the default mode, attached at EPOCH_STARTED,
+    sets epoch 1 above the base lr (CosineAnnealingLR's recursive step applied at
+    last_epoch 0: 1.17e-3 for base 1e-3, T_max 4). The legacy mode sets lr(k) after epoch k
+    in closed form, equal to torch's own stepping to within 1e-15 relative. Its warning
+    only says to attach it at a COMPLETED event, which is where it goes.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Please make sure to attach scheduler")
+        return LRScheduler(scheduler, use_legacy=True)
 
 
 def train_scheme(
@@ -115,18 +131,21 @@ def train_scheme(
         cfg.model.channels, num_res_units=cfg.model.num_res_units, dropout=cfg.model.dropout
     )
     net.to(device)
+    weight_decay = scheme.weight_decay if scheme.scheme == "weight_decay" else 0.0
     optimizer = torch.optim.Adam(
-        net.parameters(), lr=cfg.train.lr, betas=cfg.train.betas, weight_decay=scheme.weight_decay
+        net.parameters(), lr=cfg.train.lr, betas=cfg.train.betas, weight_decay=weight_decay
     )
     epochs = cfg.train.epochs
-    schedule = (
+    schedule = _epoch_schedule(
         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
         if cfg.train.lr_schedule == "cosine"
         else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     )
     model = distribute_model(net, device)
     engine, loader, extra = _build_engine(scheme, cfg, model, optimizer, op, train, device)
-    engine.add_event_handler(Events.EPOCH_COMPLETED, lambda _: schedule.step())
+    engine.add_event_handler(Events.EPOCH_COMPLETED, schedule)
+    engine.state.history = []
+    engine.state_dict_user_keys.append("history")
 
     to_save = {"net": net, "optimizer": optimizer, "schedule": schedule, "trainer": engine, **extra}
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -135,7 +154,6 @@ def train_scheme(
         to_save, saver, n_saved=2, global_step_transform=global_step_from_engine(engine)
     )
 
-    history_path = checkpoint_dir / "history.json"
     resumed_from = 0
     if (last := latest_checkpoint(checkpoint_dir)) is not None:
         Checkpoint.load_objects(to_save, torch.load(last, map_location=device, weights_only=True))
@@ -143,11 +161,6 @@ def train_scheme(
         log.info(
             "%s: resuming from %s (epoch %d of %d)", scheme.name, last.name, resumed_from, epochs
         )
-    history: list[dict[str, float]] = (
-        json.loads(history_path.read_text())[:resumed_from]
-        if resumed_from and history_path.exists()
-        else []
-    )
 
     evaluator = create_evaluator(net, device=device) if val is not None and len(val) else None
 
@@ -160,21 +173,19 @@ def train_scheme(
             )
             evaluator.run(val_loader)
             row.update({f"val_{k}": float(v) for k, v in evaluator.state.metrics.items()})
-        history.append(row)
+        engine.state.history.append(row)
         if is_main():
-            write_text_atomic(history_path, json.dumps(history, indent=1))
             log.info("%s: %s", scheme.name, ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
 
-    # After _record: a kill between the two leaves a history one epoch ahead of the newest
-    # checkpoint, which the resume truncates, never one behind.
+    # After _record, so that the checkpoint of an epoch holds that epoch's history row.
     engine.add_event_handler(Events.EPOCH_COMPLETED(every=cfg.train.checkpoint_every), checkpoint)
 
     if show_progress and is_main():
         ProgressBar(desc=f"train {scheme.name}", persist=False).attach(
             engine,
-            output_transform=lambda out: {"loss": out.get("mse", out.get("loss_clean", 0.0))},
+            output_transform=lambda out: {"loss": out["loss"]},
         )
     if resumed_from < epochs:
         engine.run(loader, max_epochs=epochs)
     net.eval()
-    return TrainResult(net=net, history=history, resumed_from_epoch=resumed_from)
+    return TrainResult(net=net, history=list(engine.state.history), resumed_from_epoch=resumed_from)

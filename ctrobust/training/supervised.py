@@ -17,6 +17,7 @@ from ignite.engine import Engine, Events
 from ignite.metrics import PSNR, SSIM
 from torch import nn
 
+from ctrobust.batches import PrepareBatch, prepare_pair
 from ctrobust.metrics import DATA_RANGE
 
 Penalty = Callable[[nn.Module], torch.Tensor]
@@ -37,7 +38,7 @@ def random_dihedral(*images: torch.Tensor, generator: torch.Generator) -> tuple[
     return tuple(out)
 
 
-def create_supervised_trainer(
+def create_image_trainer(
     net: nn.Module,
     optimizer: torch.optim.Optimizer,
     *,
@@ -45,21 +46,30 @@ def create_supervised_trainer(
     seed: int,
     augment: bool = True,
     penalty: Penalty | None = None,
+    prepare_batch: PrepareBatch = prepare_pair,
+    non_blocking: bool = False,
 ) -> Engine:
-    """Engine whose step is one MSE update on a batch (fbp_image, ground_truth)."""
+    """Engine whose step is one MSE update of the image network on (fbp_image, ground_truth).
+
+    Not ignite's ``create_supervised_trainer``: the step adds the seeded augmentation and
+    the scheme's penalty. ``prepare_batch(batch, device, non_blocking)`` has ignite's
+    signature. ``engine.state.output`` holds ``loss`` (what the network minimised),
+    ``loss_clean`` (the per-pixel MSE) and ``penalty``, the keys of the adversarial trainer.
+    """
 
     def update(engine: Engine, batch: tuple[torch.Tensor, ...]) -> dict[str, float]:
         net.train()
-        x_in, x_gt = (t.to(device) for t in batch[:2])
+        x_in, x_gt = prepare_batch(batch, device, non_blocking)
         if augment:
             generator = torch.Generator().manual_seed(seed * 1_000_003 + engine.state.iteration)
             x_in, x_gt = random_dihedral(x_in, x_gt, generator=generator)
         optimizer.zero_grad(set_to_none=True)
         mse = torch.mean((net(x_in) - x_gt) ** 2)
         reg = penalty(net) if penalty is not None else torch.zeros((), device=device)
-        (mse + reg).backward()
+        loss = mse + reg
+        loss.backward()
         optimizer.step()
-        return {"mse": mse.item(), "penalty": reg.item()}
+        return {"loss": loss.item(), "loss_clean": mse.item(), "penalty": reg.item()}
 
     return Engine(update)
 
@@ -82,7 +92,7 @@ def create_evaluator(net: nn.Module, *, device: torch.device) -> Engine:
     def step(engine: Engine, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         net.eval()
         with torch.no_grad():
-            x_in, x_gt = (t.to(device) for t in batch[:2])
+            x_in, x_gt = prepare_pair(batch, device, False)
             return net(x_in), x_gt
 
     evaluator = Engine(step)

@@ -12,8 +12,7 @@ from pipelines.runner import RunContext
 
 
 def run(ctx: RunContext, out: Path) -> dict[str, Any]:
-    section = {**(ctx.cfg.linear_theory or {}), "seed": ctx.cfg.seed}
-    result = run_linear_theory(section, log=ctx.log)
+    result = run_linear_theory(ctx.cfg.linear_theory, seed=ctx.cfg.seed, log=ctx.log)
     typed = LinearResult.model_validate(result).model_dump(mode="json")
     atomic_write_json(out / "metrics.json", {"linear": typed})
     keys = ("rel_err_fro", "rel_err_spec", "residual_ratio", "kappa_B", "kappa_B_hat")
