@@ -45,11 +45,10 @@ import torch
 
 from ctrobust.attacks._ball import project_l2_ball, sample_norms
 from ctrobust.config import load_config
-from ctrobust.models import FBPConvNet, build_residual_unet
+from ctrobust.models import FBPConvNet
 from ctrobust.runtime import tune_cpu_runtime
+from pipelines.builders import configured_pga, image_network, measurement_operator
 from pipelines.runner import resolve_device
-from pipelines.stages.attack import configured_pga
-from pipelines.stages.train import measurement_operator
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
@@ -111,9 +110,7 @@ def main() -> int:
     build_s = time.perf_counter() - start
 
     torch.manual_seed(cfg.seed)
-    net = build_residual_unet(
-        cfg.model.channels, num_res_units=cfg.model.num_res_units, dropout=cfg.model.dropout
-    )
+    net = image_network(cfg)
     torch.nn.init.normal_(net.head.weight, std=0.1)
     net = net.to(device).eval()
     f = FBPConvNet(op, net).eval()

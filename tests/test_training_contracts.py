@@ -12,8 +12,9 @@ from ctrobust.config import RunConfig
 from ctrobust.physics import ParallelBeam2D
 from ctrobust.simulation import SimulatedSlices
 from ctrobust.training.adversarial import create_adversarial_trainer
-from ctrobust.training.fit import latest_checkpoint, train_scheme
+from ctrobust.training.fit import TrainResult, latest_checkpoint, train_scheme
 from ctrobust.training.supervised import create_image_trainer
+from pipelines.builders import image_network
 
 COMMON_KEYS = {"loss", "loss_clean", "penalty"}
 SCHEME_FIELDS = {"plain": {}, "adversarial": {"adversarial": {"warmup_epochs": 1, "g_hidden": [4]}}}
@@ -87,16 +88,53 @@ def test_resumed_training_keeps_the_history_of_the_checkpoint(
     train = _slices(4, 16, op, rng)
     val = _slices(2, 16, op, rng)
     args = (cfg.train.schemes[0], cfg, train, val, op)
-    full = train_scheme(*args, tmp_path / "full", device, show_progress=False)
+
+    def run(folder: Path) -> TrainResult:
+        return train_scheme(*args, folder, device, lambda: image_network(cfg), show_progress=False)
+
+    full = run(tmp_path / "full")
 
     folder = tmp_path / "killed"
-    train_scheme(*args, folder, device, show_progress=False)
+    run(folder)
     last = latest_checkpoint(folder)
     assert last is not None and last.name.endswith("_3.pt")
     last.unlink()  # as if killed during the last epoch
-    resumed = train_scheme(*args, folder, device, show_progress=False)
+    resumed = run(folder)
     assert resumed.resumed_from_epoch == 2
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
     for row, reference in zip(resumed.history, full.history, strict=True):
         assert row == pytest.approx(reference, rel=1e-6)
     assert not (folder / "history.json").exists()
+
+
+def test_a_truncated_newest_checkpoint_is_named_and_the_one_before_resumes(
+    tmp_path: Path, device: torch.device, rng: torch.Generator, caplog
+) -> None:
+    """A kill or a full disk during a save leaves the newest file cut short: the run names it
+    and resumes from the intact one before, and the folder keeps at most two checkpoints."""
+    cfg = RunConfig.model_validate(
+        {
+            "data": {"n": 16},
+            "physics": {"views": 12},
+            "model": {"channels": [2, 4], "num_res_units": 0},
+            "train": {"epochs": 3, "batch_size": 2},
+        }
+    )
+    op = ParallelBeam2D(16, 12, device=device)
+    args = (cfg.train.schemes[0], cfg, _slices(4, 16, op, rng), None, op)
+    folder = tmp_path / "run"
+    train_scheme(*args, folder, device, lambda: image_network(cfg), show_progress=False)
+    newest = latest_checkpoint(folder)
+    assert newest is not None and newest.name.endswith("_3.pt")
+    newest.write_bytes(newest.read_bytes()[:100])
+    later = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 5})})
+    resumed = train_scheme(
+        cfg.train.schemes[0], later, *args[2:], folder, device, lambda: image_network(cfg),
+        show_progress=False,
+    )  # fmt: skip
+    assert resumed.resumed_from_epoch == 2
+    assert f"checkpoint {newest} is unreadable" in caplog.text
+    assert sorted(p.name for p in folder.glob("checkpoint_*.pt")) == [
+        "checkpoint_4.pt",
+        "checkpoint_5.pt",
+    ]

@@ -11,8 +11,10 @@ resumed run has exactly the rows of the epochs it did not redo.
 from __future__ import annotations
 
 import logging
+import pickle
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ctrobust.config import RunConfig, SchemeConfig
 from ctrobust.distributed import GlobalBatchSampler, distribute_model, is_main
-from ctrobust.models import FBPConvNet, ResidualUNet, build_residual_unet
+from ctrobust.models import FBPConvNet, ResidualUNet
 from ctrobust.physics import ParallelBeam2D
 from ctrobust.simulation import SimulatedSlices
 from ctrobust.training.supervised import (
@@ -46,14 +48,49 @@ class TrainResult:
     resumed_from_epoch: int
 
 
-def latest_checkpoint(folder: Path) -> Path | None:
-    """The checkpoint with the highest epoch in ``folder``, if any."""
+KEPT_CHECKPOINTS = 2
+
+
+def checkpoints_newest_first(folder: Path) -> list[Path]:
+    """The checkpoints in ``folder``, highest epoch first."""
     found = [
         (int(m.group(1)), p)
         for p in folder.glob("checkpoint_*.pt")
         if (m := CHECKPOINT_PATTERN.search(p.name))
     ]
-    return max(found)[1] if found else None
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint with the highest epoch in ``folder``, if any."""
+    found = checkpoints_newest_first(folder)
+    return found[0] if found else None
+
+
+def load_newest_intact(
+    folder: Path, device: torch.device, log: logging.Logger
+) -> tuple[Path, dict[str, object]] | None:
+    """The newest checkpoint that loads, deleting (and naming) the unreadable ones above it.
+
+    A kill during a save, or a full disk, can leave the newest file truncated; resuming from
+    the one before loses an epoch instead of blocking every re-run.
+    """
+    for path in checkpoints_newest_first(folder):
+        try:
+            return path, torch.load(path, map_location=device, weights_only=True)
+        except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            log.warning(
+                "checkpoint %s is unreadable (%s): deleted, trying the one before", path, reason
+            )
+            path.unlink()
+    return None
+
+
+def prune_checkpoints(folder: Path, keep: int = KEPT_CHECKPOINTS) -> None:
+    """Delete all but the ``keep`` newest checkpoints (ignite counts only this session's)."""
+    for path in checkpoints_newest_first(folder)[keep:]:
+        path.unlink(missing_ok=True)
 
 
 def _penalty(scheme: SchemeConfig) -> Penalty | None:
@@ -120,6 +157,7 @@ def train_scheme(
     op: ParallelBeam2D,
     checkpoint_dir: Path,
     device: torch.device,
+    build_network: Callable[[], ResidualUNet],
     *,
     show_progress: bool = True,
     log: logging.Logger | None = None,
@@ -127,9 +165,7 @@ def train_scheme(
     """Train (or resume training) the FBPConvNet image network for one scheme."""
     log = log or logging.getLogger(__name__)
     torch.manual_seed(cfg.seed)
-    net = build_residual_unet(
-        cfg.model.channels, num_res_units=cfg.model.num_res_units, dropout=cfg.model.dropout
-    )
+    net = build_network()  # after seeding: the same initial weights on every (re-)run
     net.to(device)
     weight_decay = scheme.weight_decay if scheme.scheme == "weight_decay" else 0.0
     optimizer = torch.optim.Adam(
@@ -151,12 +187,16 @@ def train_scheme(
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     saver = DiskSaver(checkpoint_dir, require_empty=False, atomic=True)
     checkpoint = Checkpoint(
-        to_save, saver, n_saved=2, global_step_transform=global_step_from_engine(engine)
+        to_save,
+        saver,
+        n_saved=KEPT_CHECKPOINTS,
+        global_step_transform=global_step_from_engine(engine),
     )
 
     resumed_from = 0
-    if (last := latest_checkpoint(checkpoint_dir)) is not None:
-        Checkpoint.load_objects(to_save, torch.load(last, map_location=device, weights_only=True))
+    if (found := load_newest_intact(checkpoint_dir, device, log)) is not None:
+        last, state = found
+        Checkpoint.load_objects(to_save, state)
         resumed_from = engine.state.epoch
         log.info(
             "%s: resuming from %s (epoch %d of %d)", scheme.name, last.name, resumed_from, epochs
@@ -179,6 +219,10 @@ def train_scheme(
 
     # After _record, so that the checkpoint of an epoch holds that epoch's history row.
     engine.add_event_handler(Events.EPOCH_COMPLETED(every=cfg.train.checkpoint_every), checkpoint)
+    engine.add_event_handler(
+        Events.EPOCH_COMPLETED(every=cfg.train.checkpoint_every),
+        lambda _: prune_checkpoints(checkpoint_dir) if is_main() else None,
+    )
 
     if show_progress and is_main():
         ProgressBar(desc=f"train {scheme.name}", persist=False).attach(

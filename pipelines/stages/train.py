@@ -10,7 +10,12 @@ from ctrobust.distributed import barrier, is_main
 from ctrobust.results import SchemeTraining
 from ctrobust.runfiles import atomic_write_json, save_tensors
 from ctrobust.training.fit import train_scheme
-from pipelines.builders import load_simulated, measurement_operator, network_weights
+from pipelines.builders import (
+    image_network,
+    load_simulated,
+    measurement_operator,
+    network_weights,
+)
 from pipelines.runner import RunContext
 
 
@@ -43,6 +48,7 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
             op,
             _checkpoint_dir(ctx, scheme.name),
             ctx.device,
+            lambda: image_network(ctx.cfg),
             show_progress=ctx.show_progress,
             log=ctx.log,
         )
