@@ -8,6 +8,7 @@ and impossible values stop the run with one line naming the key path.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -462,8 +463,11 @@ def _apply_override(tree: dict[str, Any], assignment: str, source: str) -> None:
     node[parts[-1]] = yaml.safe_load(raw)
 
 
-def load_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read, override and validate a YAML config; relative folders resolve against the cwd."""
+def load_config(path: Path | Traversable, overrides: list[str] | None = None) -> RunConfig:
+    """Read, override and validate a YAML config (a file, or shipped package data).
+
+    Relative folders in it resolve against the cwd.
+    """
     source = str(path)
     try:
         tree = yaml.safe_load(path.read_text()) or {}
