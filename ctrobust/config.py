@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -540,8 +541,11 @@ def _apply_override(tree: dict[str, Any], assignment: str, source: str) -> None:
         raise ConfigError(f"--set {key}: not a valid YAML value {raw!r}: {first}") from None
 
 
-def load_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read, override and validate a YAML config; relative folders resolve against the cwd."""
+def load_config(path: Path | Traversable, overrides: list[str] | None = None) -> RunConfig:
+    """Read, override and validate a YAML config (a file, or shipped package data).
+
+    Relative folders in it resolve against the cwd.
+    """
     source = str(path)
     try:
         tree = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}

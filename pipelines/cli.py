@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ctrobust.config import ConfigError
+from pipelines.config_cli import add_config_parser
 from pipelines.errors import explain
 
 EXIT_INTERRUPTED = 130
@@ -21,9 +22,10 @@ EXIT_INTERRUPTED = 130
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ctrobust.config import load_config
+    from pipelines.config_cli import resolve_config_path
     from pipelines.run import run_pipeline
 
-    cfg = load_config(Path(args.config), args.set)
+    cfg = load_config(resolve_config_path(args.config), args.set)
     run_dir = Path(args.out) if args.out else Path("runs") / cfg.name
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out '{run_dir}' is a file; a run folder must be a folder")
@@ -94,7 +96,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the stages of a YAML config. Re-running the same command skips finished "
         "stages; a changed config recomputes only the stages it affects.",
     )
-    run.add_argument("config", help="YAML config, e.g. configs/demo.yaml")
+    run.add_argument(
+        "config", help="a shipped config by name (ctrobust config list), e.g. demo, or a YAML file"
+    )
     run.add_argument("--out", help="run folder (default: runs/<config name>)")
     run.add_argument(
         "--set",
@@ -152,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
         "--max-slices", type=int, default=3, help="test slices shown in detail (default 3)"
     )
     report.set_defaults(func=cmd_report)
+    add_config_parser(sub)
     return parser
 
 
