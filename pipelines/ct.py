@@ -43,7 +43,14 @@ def ct_stages() -> list[Stage]:
         Stage(
             "simulate",
             simulate.run,
-            config_keys=("data.n", "data.test_fraction", "data.val_fraction", "physics", "seed"),
+            config_keys=(
+                "data.n",
+                "data.test_fraction",
+                "data.val_fraction",
+                "physics",
+                "seed",
+                "export.deidentify",
+            ),
             depends_on=("ingest",),
         ),
         Stage(

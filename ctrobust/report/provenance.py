@@ -41,9 +41,19 @@ class Pseudonyms:
         names.setdefault(key, f"{prefix}{len(names) + 1}")
 
     def slice_label(self, label: str) -> str:
-        """'series:slice' -> 'S1 slice 12'."""
-        series, _, index = label.rpartition(":")
-        return f"{self.series.get(series, series)} slice {index}" if series else label
+        """'series:slice' or the attack's 'patient:series-tail:slice' -> 'P1 S1 slice 12'.
+
+        Identifiers never reach the page: an unknown patient or series prints as '?'.
+        """
+        parts = label.split(":")
+        if len(parts) == 2:
+            series, index = parts
+            return f"{self.series.get(series, '?')} slice {index}"
+        if len(parts) == 3:
+            patient, tail, index = parts
+            series = next((v for k, v in self.series.items() if k.endswith(tail)), "?")
+            return f"{self.patients.get(patient, '?')} {series} slice {index}"
+        return label
 
 
 def run_date(data: RunData) -> str:

@@ -22,7 +22,6 @@ from ctrobust.physics.units import relative_to_hu
 from ctrobust.results import ExportResult, Metrics
 from ctrobust.runfiles import atomic_write_json, load_tensors
 from dicom_io import (
-    CTSeries,
     derived_text,
     scan_folder,
     write_nifti,
@@ -32,9 +31,9 @@ from pipelines.builders import deidentifier, load_simulated
 from pipelines.runner import RunContext
 
 
-def _folder_name(series: CTSeries, ordinal: int) -> str:
-    """Short, filesystem-safe series folder name: ordinal plus the UID's last digits."""
-    tail = re.sub(r"[^0-9A-Za-z]+", "", series.key)[-8:]
+def _folder_name(series_key: str, ordinal: int) -> str:
+    """Short, filesystem-safe series folder name: ordinal plus the (exported) UID's last digits."""
+    tail = re.sub(r"[^0-9A-Za-z]+", "", series_key)[-8:]
     return f"s{ordinal:02d}_{tail}"
 
 
@@ -64,7 +63,7 @@ def _volumes(
 def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     cfg = ctx.cfg.export
     ingest = json.loads((ctx.stage_dir("ingest") / "ingest.json").read_text())
-    sources = {s.key: s for s in scan_folder(Path(ingest["folder"])).series}
+    scanned = scan_folder(Path(ingest["folder"])).series
     data, split = load_simulated(ctx)
     test = data.subset(split["test"])
     attacked_count = len(test)
@@ -77,12 +76,14 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     described = Metrics.model_validate(ctx.metrics)
     networks = [m for m in described.methods or {} if described.is_network(m)]
     deid, deid_note = deidentifier(ctx)
+    # slice metadata carries the de-identified series UIDs when de-identification is on
+    sources = {(deid.uid(s.key) if deid else s.key): s for s in scanned}
     dicom_root, nifti_root = ctx.run_dir / "dicom", ctx.run_dir / "nifti"
     exported: dict[str, Any] = {}
     series_number = 9001
     for ordinal, (key, rows) in enumerate(sorted(by_series.items()), start=1):
         source = sources[key]
-        name = _folder_name(source, ordinal)
+        name = _folder_name(key, ordinal)
         slice_indices = [int(test.meta[r]["slice"]) for r in rows]
         grid = source.grid.select(slice_indices).resampled(ctx.cfg.data.n, ctx.cfg.data.n)
         kinds = []

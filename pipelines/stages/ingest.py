@@ -11,6 +11,7 @@ import torch
 
 from ctrobust.runfiles import atomic_write_json, save_tensors
 from dicom_io import ingest_report_to_dict, scan_folder
+from pipelines.builders import deidentifier
 from pipelines.runner import RunContext
 
 
@@ -61,9 +62,11 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
                 }
             )
     save_tensors(out / "slices.pt", {"slices": slices})
+    deid, _ = deidentifier(ctx)  # log.txt may leave the machine: no source UIDs in it
     for s in series:
+        shown = deid.uid(s.key) if deid else s.key
         ctx.log.info(
-            "series %s: %d slices, %s", s.key, len(s), "; ".join(s.warnings) or "no warnings"
+            "series %s: %d slices, %s", shown, len(s), "; ".join(s.warnings) or "no warnings"
         )
     return {
         "folder": str(folder),

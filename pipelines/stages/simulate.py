@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 from ctrobust.results import DataResult
 from ctrobust.runfiles import atomic_write_json, load_tensors, save_tensors
 from ctrobust.simulation import SliceSource, simulate, split_indices
-from pipelines.builders import measurement_operator
+from pipelines.builders import deidentifier, measurement_operator
 from pipelines.runner import RunContext
 
 
@@ -42,6 +42,16 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
             progress=bar.update,
         )
     split = split_indices(data.meta, cfg.data.test_fraction, cfg.data.val_fraction)
+    # De-identified runs carry pseudonyms from here on (the split above does not depend on
+    # them): every label, figure, log line and report derives from these keys, and only
+    # cache/ingest keeps the source identifiers.
+    deid, _ = deidentifier(ctx)
+    if deid is not None:
+        for m in data.meta:
+            m["patient"], m["series"] = (
+                deid.pseudonym(str(m["patient"])),
+                deid.uid(str(m["series"])),
+            )
     save_tensors(out / "data.pt", {"slices": data.to_dict(), "split": split})
     patients = {
         name: sorted({str(data.meta[i]["patient"]) for i in idx}) for name, idx in split.items()
