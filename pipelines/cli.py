@@ -60,7 +60,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         raise ConfigError(f"ingest: '{folder}' is not a folder")
     report = scan_folder(folder)
     print(
-        json.dumps(ingest_report_to_dict(report), indent=2)
+        json.dumps(ingest_report_to_dict(report), indent=2, allow_nan=False)
         if args.json
         else format_ingest_report(report)
     )

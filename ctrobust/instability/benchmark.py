@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         "details": details(op, x, lam_clean, args.n_iter_max, args.tol, args.contrast_hu),
         "more_views": sweep,
     }
-    text = json.dumps(doc, indent=1)
+    text = json.dumps(doc, indent=1, allow_nan=False)
     print(text)
     if args.json:
         with open(args.json, "w") as fh:

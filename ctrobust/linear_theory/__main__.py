@@ -27,7 +27,9 @@ def main(argv: list[str]) -> int:
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("ctrobust").setLevel(logging.INFO)
-    text = json.dumps(run_linear_theory(cfg.linear_theory, seed=cfg.seed), indent=1)
+    text = json.dumps(
+        run_linear_theory(cfg.linear_theory, seed=cfg.seed), indent=1, allow_nan=False
+    )
     if len(argv) == 2:
         Path(argv[1]).write_text(text)
     else:
