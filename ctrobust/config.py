@@ -230,6 +230,11 @@ class AttackConfig(_Strict):
     enabled: bool = True
     eps: list[NonNegativeFloat] = Field(default_factory=lambda: [0.005, 0.01, 0.02, 0.05])
     relative: bool = Field(True, description="eps relative to ||y||_2 per slice")
+    center: Literal["nominal", "measured"] = Field(
+        "nominal",
+        description="centre of the eps-ball: the noise-free measurement A x0 (Raj eq. 7) or the "
+        "noisy measured sinogram y",
+    )
     n_iter: PositiveInt = 40
     step: PositiveFloat = Field(1.0, description="PGA step as a fraction of eps (docs/attacks.md)")
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.5

@@ -114,6 +114,8 @@ class MethodQuality(Result):
 
     psnr: Stat
     ssim: Stat
+    psnr_source: Stat = Field(description="PSNR against the source image, not the FBP reference")
+    ssim_source: Stat
     psnr_per_slice: list[float] | None = None
 
 
@@ -139,6 +141,7 @@ class AttackSettings(Result):
 
     eps: list[float]
     relative: bool
+    center: str = Field(description="'nominal' (A x0, Raj eq. 7) or 'measured' (noisy y)")
     n_iter: int
     step: float
     momentum: float
@@ -151,8 +154,14 @@ class MethodAttack(Result):
 
     eps: list[float]
     eps_abs_mean: list[float]
+    eps_over_noise: list[MaybeFloat] = Field(
+        description="eps / ||y - A x0||, mean over slices (null for noise-free data)"
+    )
     rho_hat: list[float]
     rho_hat_random: list[float]
+    rho_hat_source: list[float] = Field(
+        description="worst case maximised against the source image instead of x_gt"
+    )
     psnr: list[float]
     ssim: list[float]
     delta_max_per_slice: list[list[float]]
@@ -195,6 +204,10 @@ class AttackResult(Result):
 
     note: str
     settings: AttackSettings
+    noise_norm_per_slice: list[float] | None = Field(
+        description="||y - A x0||_2 of each attacked slice: the noise already in the data"
+    )
+    noise_relative_mean: MaybeFloat = Field(description="mean ||y - A x0|| / ||A x0||")
     test_slices: list[str]
     models: dict[str, MethodAttack]
     image_domain: dict[str, ImageDomainResult]

@@ -34,11 +34,17 @@ class SliceSource:
 
 @dataclass
 class SimulatedSlices:
-    """Stacked tensors for a set of slices; ``meta`` rows align with the batch axis."""
+    """Stacked tensors for a set of slices; ``meta`` rows align with the batch axis.
+
+    ``x_true`` is the source image the simulation started from, ``x_gt`` the FBP ground
+    truth, ``y_clean`` = A x_true the noise-free measurement (Raj eq. 7's nominal point),
+    ``y`` the measured sinogram with the low-dose noise, ``fbp`` = R y the network input.
+    """
 
     x_true: torch.Tensor
     x_gt: torch.Tensor
     y: torch.Tensor
+    y_clean: torch.Tensor
     fbp: torch.Tensor
     pixel_mm: torch.Tensor
     meta: list[dict[str, object]] = field(default_factory=list)
@@ -50,6 +56,7 @@ class SimulatedSlices:
             x_true=self.x_true[idx],
             x_gt=self.x_gt[idx],
             y=self.y[idx],
+            y_clean=self.y_clean[idx],
             fbp=self.fbp[idx],
             pixel_mm=self.pixel_mm[idx],
             meta=[self.meta[i] for i in idx.tolist()],
@@ -63,6 +70,7 @@ class SimulatedSlices:
             "x_true": self.x_true,
             "x_gt": self.x_gt,
             "y": self.y,
+            "y_clean": self.y_clean,
             "fbp": self.fbp,
             "pixel_mm": self.pixel_mm,
             "meta": self.meta,
@@ -115,7 +123,8 @@ def simulate(
         raise ValueError("the measurement and ground-truth operators need the same n and n_det")
     n, device = op.n, op.device
     generator = torch.Generator(device=device).manual_seed(seed)
-    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("x_true", "x_gt", "y", "fbp", "px")}
+    keys = ("x_true", "x_gt", "y", "y_clean", "fbp", "px")
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
     for start in range(0, len(sources), chunk):
         batch = sources[start : start + chunk]
         resampled = [resample_slice(s.hu, s.pixel_spacing_mm, n) for s in batch]
@@ -123,17 +132,20 @@ def simulate(
         x = x.to(device=device, dtype=torch.float32)
         pixel_mm = torch.tensor([px for _, px in resampled], dtype=torch.float32, device=device)
         with torch.no_grad():
-            y = op.A(x)
+            y = y_clean = op.A(x)
             if i0 is not None:
                 y = torch.cat(
                     [
-                        add_poisson_noise(y[i : i + 1], i0, float(px), generator, mu_water_per_mm)
+                        add_poisson_noise(
+                            y_clean[i : i + 1], i0, float(px), generator, mu_water_per_mm
+                        )
                         for i, px in enumerate(pixel_mm)
                     ]
                 )
             parts["x_true"].append(x.cpu())
             parts["x_gt"].append(op_gt.fbp(op_gt.A(x)).cpu())
             parts["y"].append(y.cpu())
+            parts["y_clean"].append(y_clean.cpu())
             parts["fbp"].append(op.fbp(y).cpu())
             parts["px"].append(pixel_mm.cpu())
         if progress is not None:
@@ -145,6 +157,7 @@ def simulate(
         x_true=torch.cat(parts["x_true"]),
         x_gt=torch.cat(parts["x_gt"]),
         y=torch.cat(parts["y"]),
+        y_clean=torch.cat(parts["y_clean"]),
         fbp=torch.cat(parts["fbp"]),
         pixel_mm=torch.cat(parts["px"]),
         meta=meta,

@@ -43,6 +43,8 @@ def resolve_config_path(argument: str) -> Path | Traversable:
     path = Path(argument)
     if path.is_file():
         return path
+    if path.is_dir():
+        raise ConfigError(f"config '{argument}' is a folder, not a YAML file")
     shipped = shipped_configs()
     if argument in shipped and path.suffix == "":
         return shipped[argument]

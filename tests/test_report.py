@@ -119,8 +119,10 @@ def make_run_folder(root: Path, n: int = 32, views: int = 24, eps: tuple[float, 
         attack_models[method] = {
             "eps": eps,
             "eps_abs_mean": [e * 50.0 + 1e-3 * k for e in eps],
+            "eps_over_noise": [e * 50.0 / 0.4 for e in eps],
             "rho_hat": rho,
             "rho_hat_random": [0.8 + 2 * e for e in eps],
+            "rho_hat_source": [r + 0.2 for r in rho],
             "psnr": [31.234 - 40 * gain * e for e in eps],
             "ssim": [0.9123 - gain * e for e in eps],
             "delta_max_per_slice": [[r - 0.05, r + 0.05] for r in rho],
@@ -181,7 +183,12 @@ def make_run_folder(root: Path, n: int = 32, views: int = 24, eps: tuple[float, 
     clean: dict[str, Any] = {"note": "against the 120-view FBP; PSNR/SSIM over a fixed 2000 HU"}
     for split_name, base in (("train", 33.0), ("test", 31.0)):
         clean[split_name] = {
-            m: {"psnr": stats(base + k), "ssim": stats(0.8 + 0.05 * k)}
+            m: {
+                "psnr": stats(base + k),
+                "ssim": stats(0.8 + 0.05 * k),
+                "psnr_source": stats(base + k - 1.5),
+                "ssim_source": stats(0.78 + 0.05 * k),
+            }
             for k, m in enumerate(recons)
         }
     for k, m in enumerate(recons):
@@ -230,12 +237,15 @@ def make_run_folder(root: Path, n: int = 32, views: int = 24, eps: tuple[float, 
             "settings": {
                 "eps": eps,
                 "relative": True,
+                "center": "nominal",
                 "n_iter": 40,
                 "step": 0.1,
                 "momentum": 0.9,
                 "restarts": 0,
                 "random_draws": 4,
             },
+            "noise_norm_per_slice": [0.4, 0.41],
+            "noise_relative_mean": 0.0083,
             "test_slices": labels,
             "models": attack_models,
             "image_domain": image_domain,
@@ -416,8 +426,10 @@ def test_rho_tables_match_metrics(report):
             expected = [
                 100 * m["eps"][k],
                 m["eps_abs_mean"][k],
+                m["eps_over_noise"][k],
                 m["rho_hat"][k],
                 m["rho_hat_random"][k],
+                m["rho_hat_source"][k],
                 1000 * m["rho_hat"][k] / n,
                 m["psnr"][k],
                 m["ssim"][k],
@@ -539,8 +551,9 @@ def test_demo_run_report_in_chromium(tiny_config, tmp_path):
         rows = page.tables[f"rho-{method}"][1:]
         assert len(rows) == len(m["eps"])
         for k, row in enumerate(rows):
-            assert printed_equal(row[2], m["rho_hat"][k]), (method, k, row)
-            assert printed_equal(row[4], 1000 * m["rho_hat"][k] / n), (method, k, row)
+            assert printed_equal(row[3], m["rho_hat"][k]), (method, k, row)
+            assert printed_equal(row[5], m["rho_hat_source"][k]), (method, k, row)
+            assert printed_equal(row[6], 1000 * m["rho_hat"][k] / n), (method, k, row)
     reason = browser_unavailable_reason()
     if reason:
         pytest.skip(reason)

@@ -62,7 +62,13 @@ def _slices(n_slices: int, n: int, op: ParallelBeam2D, rng: torch.Generator) -> 
     x = torch.rand(n_slices, 1, n, n, generator=rng, dtype=torch.float32) * 0.02
     y = op.forward(x)
     return SimulatedSlices(
-        x_true=x, x_gt=x, y=y, fbp=op.fbp(y), pixel_mm=torch.ones(n_slices), meta=[{}] * n_slices
+        x_true=x,
+        x_gt=x,
+        y=y,
+        y_clean=y,
+        fbp=op.fbp(y),
+        pixel_mm=torch.ones(n_slices),
+        meta=[{}] * n_slices,
     )
 
 

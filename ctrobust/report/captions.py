@@ -54,12 +54,23 @@ def attack_caption(data: RunData, t: int | None = None, full: bool = False) -> s
         return ""
     s = attack.settings
     views = data.metrics.data.views if data.metrics.data else None
+    centre = (
+        "centred on the noise-free measurement A x₀ (Raj et al. eq. 7)"
+        if s.center == "nominal"
+        else "centred on the noisy measured sinogram y"
+    )
     text = (
-        f"Attack: worst-case δ by projected gradient ascent on ‖δ‖₂ ≤ ε "
+        f"Attack: worst-case δ by projected gradient ascent on ‖δ‖₂ ≤ ε, {centre} "
         f"({fmt(s.n_iter)} iterations, step {fmt(s.step)}, momentum "
         f"{fmt(s.momentum)}, {fmt(s.restarts)} restarts), "
-        + ("ε relative to ‖y‖₂ of each slice" if s.relative else "ε absolute")
+        + ("ε relative to the ℓ2 norm of that centre" if s.relative else "ε absolute")
     )
+    if attack.noise_relative_mean is not None:
+        noise = fmt(100 * attack.noise_relative_mean, 3)
+        text += (
+            f"; the simulated scanner noise ‖y − A x₀‖ is {noise} % of ‖A x₀‖ on average, and "
+            "the 'ε / noise norm' column compares each budget with it"
+        )
     budgets = eps_abs_text(data, t) if t is not None else ""
     text += f" ({budgets})" if budgets else ""
     if views:

@@ -36,13 +36,20 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
         tables[name] = {}
         for method, recon in recons.items():
             psnr, ssim = psnr_per_slice(recon, part.x_gt), ssim_per_slice(recon, part.x_gt)
-            tables[name][method] = {"psnr": summarize(psnr), "ssim": summarize(ssim)}
+            tables[name][method] = {
+                "psnr": summarize(psnr),
+                "ssim": summarize(ssim),
+                "psnr_source": summarize(psnr_per_slice(recon, part.x_true)),
+                "ssim_source": summarize(ssim_per_slice(recon, part.x_true)),
+            }
             if name == "test":
                 tables[name][method]["psnr_per_slice"] = [round(float(v), 3) for v in psnr]
         if name == "test":
             test_recons = recons
     clean = CleanResult(
-        note=f"against the {ctx.cfg.physics.gt_views}-view FBP; {DATA_RANGE_NOTE}", **tables
+        note=f"against the {ctx.cfg.physics.gt_views}-view FBP (psnr, ssim) and against the "
+        f"source image the simulation started from (psnr_source, ssim_source); {DATA_RANGE_NOTE}",
+        **tables,
     )
     save_tensors(out / "test_recons.pt", test_recons)
     atomic_write_json(
