@@ -237,13 +237,13 @@ def test_gaussian_control_is_reproducible_and_keeps_the_artefact(fbp_case):
     assert bool((gain > 5 * noise_gain.abs()).all())
 
 
-def test_rho_hat_and_slice_quality():
+def test_rho_hat_and_slice_quality(rng):
     errors = torch.tensor([1.0, 2.0, 4.0, 5.0])
     rho = rho_hat(errors)
     assert rho.value == pytest.approx(3.0)
     assert rho.stderr == pytest.approx(errors.double().std().item() / 2)
     assert torch.equal(rho.per_slice, errors.double())
-    truth = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    truth = torch.rand(3, 1, 16, 16, generator=rng)
     quality = slice_quality(truth + 0.01, truth)
     assert quality.data_range == DATA_RANGE
     assert torch.allclose(quality.psnr, torch.full((3,), 10 * math.log10(DATA_RANGE**2 / 1e-4)))

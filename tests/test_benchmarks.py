@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -23,6 +25,7 @@ def run_bench(script: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_bench_attack_measures_the_configured_run(tiny_config):
     quick = ["--config", str(tiny_config), "--repeats", "2", "--warmup", "0", "--iters", "2"]
     ok = run_bench("bench_attack.py", *quick, "--max-ratio", "1000")

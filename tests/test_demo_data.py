@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +17,12 @@ from dicom_io import scan_folder
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo") / "clinic"
-    start = time.perf_counter()
     written = write_demo_folder(root)
-    elapsed = time.perf_counter() - start
-    return written, scan_folder(root), elapsed
+    return written, scan_folder(root)
 
 
 def test_default_folder_reads_back_as_three_patients(demo):
-    written, report, elapsed = demo
-    assert elapsed < 30.0  # about 3 s on 2 idle cores; generous for a loaded CI box
+    written, report = demo
     assert report.skipped == []
     assert len(report.series) == 3
     assert len({s.patient_id for s in report.series}) == 3
@@ -42,7 +38,7 @@ def test_default_folder_reads_back_as_three_patients(demo):
 
 
 def test_tissues_have_plausible_hu(demo):
-    _, report, _ = demo
+    _, report = demo
     chest, abdomen, junction = report.series
     for s in report.series:
         assert np.all(s.hu[:, :5, :5] == -1024.0)  # corner: outside the reconstruction circle
@@ -60,7 +56,7 @@ def test_tissues_have_plausible_hu(demo):
 
 
 def test_headers_say_synthetic(demo):
-    written, _, _ = demo
+    written, _ = demo
     for k, patient in enumerate(written.patients, 1):
         ds = pydicom.dcmread(sorted(patient.folder.glob("*.dcm"))[0])
         assert str(ds.PatientName) == f"CTROBUST^SYNTHETIC{k:02d}"

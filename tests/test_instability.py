@@ -72,10 +72,9 @@ def op50() -> ParallelBeam2D:
     return ParallelBeam2D(64, 50)
 
 
-def test_gradient_and_divergence_are_negative_adjoints():
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 1, 9, 7, generator=gen, dtype=torch.float64)
-    p = torch.randn(2, 2, 9, 7, generator=gen, dtype=torch.float64)
+def test_gradient_and_divergence_are_negative_adjoints(rng):
+    x = torch.randn(2, 1, 9, 7, generator=rng, dtype=torch.float64)
+    p = torch.randn(2, 2, 9, 7, generator=rng, dtype=torch.float64)
     assert torch.allclose((gradient(x) * p).sum(), -(x * divergence(p)).sum(), rtol=1e-12)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import gc
 import math
-import time
 
 import astra
 import numpy as np
@@ -328,9 +327,7 @@ def test_to_dtype_keeps_matrices_out_of_state_dict():
 
 def test_same_geometry_is_built_once():
     a = ParallelBeam2D(40, 33)
-    start = time.perf_counter()
     b = ParallelBeam2D(40, 33)
-    assert time.perf_counter() - start < 0.05
     assert a.weights is b.weights
 
 
@@ -381,26 +378,6 @@ def test_cuda_matches_cpu(name):
     yc = y.clone().requires_grad_()
     cpu.fbp(yc).square().sum().backward()
     torch.testing.assert_close(yg.grad.cpu(), yc.grad, rtol=1e-3, atol=1e-4)
-
-
-def test_batched_matrix_beats_per_slice_astra():
-    """Loose version of benchmarks/bench_operator.py (which asks for 8x at 256 x 256)."""
-    op = make_op("matrix-64x143")
-    ref = make_op("astra-64x143")
-    x = torch.rand(16, 1, 64, 64, generator=torch.Generator().manual_seed(17))
-
-    def best(fn, repeats: int = 3) -> float:
-        fn()
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return min(times)
-
-    ours = best(lambda: op.A_adjoint(op.A(x)))
-    theirs = best(lambda: ref.A_adjoint(ref.A(x)))
-    assert theirs / ours > 1.0
 
 
 # units and noise --------------------------------------------------------------------------

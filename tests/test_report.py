@@ -391,7 +391,7 @@ def printed_equal(cell: str, value: float) -> bool:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> tuple[Path, Path]:
     run = make_run_folder(tmp_path_factory.mktemp("run"))
-    return run, build_report(run, pdf=True)
+    return run, build_report(run)
 
 
 def test_report_is_self_contained(report):
@@ -497,6 +497,7 @@ def browser():
         pytest.skip(f"headless browser checks: {reason}")
 
 
+@pytest.mark.slow
 def test_report_renders_in_chromium(report, browser, tmp_path):
     _, html_path = report
     result = browser_check(html_path, screenshot=tmp_path / "shot.png")
@@ -509,8 +510,10 @@ def test_report_renders_in_chromium(report, browser, tmp_path):
     assert (tmp_path / "shot.png").stat().st_size > 10_000
 
 
-def test_pdf(report):
-    run, _ = report
+@pytest.mark.slow
+def test_pdf(tmp_path):
+    run = make_run_folder(tmp_path)
+    build_report(run, pdf=True)
     pdf = run / "report" / "index.pdf"
     reason = browser_unavailable_reason(need_selenium=False)
     if reason:

@@ -28,14 +28,16 @@ def _recording_prepare(calls: list[tuple[torch.device, bool]]):
     return prepare
 
 
-def test_both_trainers_take_ignites_prepare_batch_and_report_the_same_keys(rng) -> None:
+def test_both_trainers_take_ignites_prepare_batch_and_report_the_same_keys(
+    device: torch.device, rng: torch.Generator
+) -> None:
     x = torch.randn(4, 1, 8, 8, generator=rng)
-    net = nn.Conv2d(1, 1, 3, padding=1)
+    net = nn.Conv2d(1, 1, 3, padding=1).to(device)
     calls: list[tuple[torch.device, bool]] = []
     supervised = create_image_trainer(
         net,
         torch.optim.SGD(net.parameters(), lr=1e-3),
-        device=torch.device("cpu"),
+        device=device,
         seed=0,
         penalty=lambda n: 1e-3 * n.weight.square().sum(),
         prepare_batch=_recording_prepare(calls),
@@ -47,15 +49,21 @@ def test_both_trainers_take_ignites_prepare_batch_and_report_the_same_keys(rng) 
     assert out["penalty"] > 0
     assert out["loss"] == pytest.approx(out["loss_clean"] + out["penalty"], rel=1e-6)
 
-    f, G = nn.Linear(3, 3), nn.Linear(3, 3)
+    f, G = nn.Linear(3, 3).to(device), nn.Linear(3, 3).to(device)
     opts = torch.optim.SGD(f.parameters(), lr=1e-3), torch.optim.SGD(G.parameters(), lr=1e-3)
     adversarial = create_adversarial_trainer(
-        f, G, *opts, eps=0.1, prepare_batch=_recording_prepare(calls), non_blocking=True
+        f,
+        G,
+        *opts,
+        eps=0.1,
+        device=device,
+        prepare_batch=_recording_prepare(calls),
+        non_blocking=True,
     )
     y = torch.randn(8, 3, generator=rng)
     adversarial.run([(y, y)], max_epochs=1)
     assert set(adversarial.state.output) >= COMMON_KEYS
-    assert calls == [(torch.device("cpu"), True)] * 2
+    assert calls == [(device, True)] * 2
 
 
 def _slices(n_slices: int, n: int, op: ParallelBeam2D, rng: torch.Generator) -> SimulatedSlices:

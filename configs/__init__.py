@@ -1,0 +1,1 @@
+"""The shipped YAML configs; installed as the package ``pipelines.configs`` (setup.py)."""
