@@ -61,11 +61,11 @@ def _signedness_reason(
     lo, hi = bulk_range(alternative)
     if raw.dtype.kind == "u":
         share = float((raw >= 32768).mean())
-        said, data = "0 (unsigned)", f"{100 * share:.0f} % of stored values are >= 32768"
+        said, data = "(unsigned)", f"{100 * share:.0f} % of stored values are >= 32768"
         other_kind = "signed"
     else:
         share = float((raw < 0).mean())
-        said, data = "1 (signed)", f"{100 * share:.0f} % of stored values are negative"
+        said, data = "(signed)", f"{100 * share:.0f} % of stored values are negative"
         other_kind = "unsigned"
     return (
         f"PixelRepresentation {pixel_representation} {said} contradicts the data: {data}, "

@@ -98,7 +98,7 @@ def _loose_lines(files: list[SkippedFile]) -> list[str]:
         if len(group) <= NAMES_SHOWN:
             lines.extend(f"  {f.path}: {f.reason}" for f in group)
             continue
-        names = ", ".join(f.path.name for f in group[:NAMES_SHOWN])
+        names = ", ".join(f"{f.path.parent.name}/{f.path.name}" for f in group[:NAMES_SHOWN])
         lines.append(
             f"  {len(group)} files, e.g. {group[0].path}: {group[0].reason} "
             f"({names} and {len(group) - NAMES_SHOWN} more)"

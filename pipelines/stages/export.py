@@ -21,11 +21,11 @@ import numpy as np
 from ctrobust.physics.units import relative_to_hu
 from ctrobust.runfiles import atomic_write_json, load_tensors
 from dicom_io import (
-    CTSeries,
     DeidConfig,
     Deidentifier,
+    SourceSeries,
     derived_text,
-    scan_folder,
+    source_from_dict,
     write_nifti,
     write_series,
 )
@@ -33,7 +33,7 @@ from pipelines.runner import RunContext
 from pipelines.stages.simulate import load_simulated
 
 
-def _folder_name(series: CTSeries, ordinal: int) -> str:
+def _folder_name(series: SourceSeries, ordinal: int) -> str:
     """Short, filesystem-safe series folder name: ordinal plus the UID's last digits."""
     tail = re.sub(r"[^0-9A-Za-z]+", "", series.key)[-8:]
     return f"s{ordinal:02d}_{tail}"
@@ -75,8 +75,10 @@ def _volumes(
 
 def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     cfg = ctx.cfg.export
-    ingest = json.loads((ctx.stage_dir("ingest") / "ingest.json").read_text())
-    sources = {s.key: s for s in scan_folder(Path(ingest["folder"])).series}
+    # the series as ingested (files, positions, UIDs), never a re-scan of a folder that may
+    # have changed since
+    records = json.loads((ctx.stage_dir("ingest") / "sources.json").read_text())
+    sources = {r["key"]: source_from_dict(r) for r in records}
     data, split = load_simulated(ctx)
     test = data.subset(split["test"])
     attacked_count = len(test)
