@@ -125,28 +125,26 @@ def _shear_deg(positions: np.ndarray, normal: np.ndarray) -> float:
 
 
 def _tilt_warnings(records: list[SliceRecord], shear: float) -> list[str]:
-    """Name a gantry tilt (a tilted plane or a sheared stack) and what is done with it."""
+    """Name a gantry tilt (tilted planes and/or a sheared stack) and what is done with it."""
     tags = sorted({round(r.gantry_tilt_deg, 2) for r in records if r.gantry_tilt_deg})
     tag_text = (
         f"GantryDetectorTilt {', '.join(f'{t:g}' for t in tags)} deg"
         if tags
-        else ("no GantryDetectorTilt")
+        else "no GantryDetectorTilt"
     )
     plane = max(r.plane_tilt_deg for r in records)
-    if shear > SHEAR_TOL_DEG:
-        return [
-            f"gantry tilt {shear:.1f} deg ({tag_text}): axial slices on a sheared stack; "
-            "each slice is reconstructed in its own plane and keeps its true position "
-            "(nothing is resampled; the NIfTI affine carries the shear)"
-        ]
+    parts = []
     if plane > TILT_REPORT_DEG:
-        return [
-            f"gantry tilt {plane:.1f} deg ({tag_text}): slice planes tilted from axial; "
-            "each slice is reconstructed in its own plane, exports keep the tilted geometry"
-        ]
-    if tags:
-        return [f"{tag_text} but the slices are axial and the stack is not sheared"]
-    return []
+        parts.append(f"slice planes tilted {plane:.1f} deg from axial")
+    if shear > SHEAR_TOL_DEG:
+        parts.append(f"slice positions {shear:.1f} deg off the slice normal (a sheared stack)")
+    if not parts:
+        return [f"{tag_text} but the slices are axial and the stack is not sheared"] if tags else []
+    return [
+        f"gantry tilt {max(plane, shear):.1f} deg ({tag_text}): {', '.join(parts)}; each slice "
+        "is reconstructed in its own plane and keeps its true position (nothing is resampled; "
+        "exports keep this geometry, the NIfTI affine carries any shear)"
+    ]
 
 
 def _rescale(rec: SliceRecord, keyword: str, default: float) -> float:

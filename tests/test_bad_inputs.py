@@ -23,6 +23,7 @@ import numpy as np
 import pydicom
 import pytest
 from conftest import shared_folder
+from dicom_fixtures import reduced_slice
 from PIL import Image
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -33,21 +34,7 @@ from dicom_io import format_ingest_report, ingest_report_to_dict, scan_folder
 pytestmark = pytest.mark.shared_data
 
 GOOD = 6
-REDUCE = 4
 SOURCE_SLICES = [f"1-{k:03d}.dcm" for k in range(60, 60 + GOOD)]
-
-
-def _reduced(src: Path, dst: Path) -> Path:
-    """A clinical slice with its pixels reduced by 4 x 4 block means (same header)."""
-    ds = pydicom.dcmread(src)
-    raw = ds.pixel_array.astype(np.float64)
-    rows, cols = raw.shape[0] // REDUCE, raw.shape[1] // REDUCE
-    small = raw.reshape(rows, REDUCE, cols, REDUCE).mean(axis=(1, 3))
-    ds.PixelData = np.rint(small).astype(ds.pixel_array.dtype).tobytes()
-    ds.Rows, ds.Columns = rows, cols
-    ds.PixelSpacing = [f"{float(v) * REDUCE:.6g}" for v in ds.PixelSpacing]
-    ds.save_as(dst, enforce_file_format=True)
-    return dst
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +43,7 @@ def clinical(tmp_path_factory) -> Path:
     source = shared_folder("abdomen_ct_pancreas")
     folder = tmp_path_factory.mktemp("clinical")
     for name in SOURCE_SLICES:
-        _reduced(source / name, folder / name)
+        reduced_slice(source / name, folder / name)
     return folder
 
 
