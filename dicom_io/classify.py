@@ -6,10 +6,7 @@
 
 from __future__ import annotations
 
-import logging
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +24,7 @@ from dicom_io.geometry import (
     plane_name,
 )
 from dicom_io.plausibility import slice_refusal
+from dicom_io.pydicom_messages import captured_pydicom_messages
 from dicom_io.series import SkippedFile
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -339,39 +337,6 @@ def _decode(path: Path, ds: Dataset, allow_lossy: bool) -> SliceRecord | Skipped
     )
 
 
-class _Captured(logging.Handler):
-    """Collects pydicom's log records so that they do not reach the user's stderr."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-@contextmanager
-def _captured_pydicom_messages() -> Iterator[list[str]]:
-    """pydicom warnings (both `warnings` and its logger), kept for the file's report."""
-    logger = logging.getLogger("pydicom")
-    handler = _Captured()
-    propagate = logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    messages: list[str] = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield messages
-        for text in [str(w.message) for w in caught] + handler.messages:
-            short = text.split(". Please see")[0].strip()
-            if short not in messages:
-                messages.append(short)
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
-
-
 def read_slice(path: Path, *, allow_lossy: bool = False) -> SliceRecord | SkippedFile:
     """Read and classify one file; decode it to HU if it is an axial CT slice.
 
@@ -379,7 +344,7 @@ def read_slice(path: Path, *, allow_lossy: bool = False) -> SliceRecord | Skippe
     pydicom's warnings become notes of the slice (or part of the skip reason).
     """
     ds: Dataset | SkippedFile | None = None
-    with _captured_pydicom_messages() as messages:
+    with captured_pydicom_messages() as messages:
         try:
             ds = _open(path)
             result = ds if isinstance(ds, SkippedFile) else _decode(path, ds, allow_lossy)

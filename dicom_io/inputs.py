@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from pathlib import Path
 
 import pydicom
 
+from dicom_io.pydicom_messages import captured_pydicom_messages
 from dicom_io.walk import list_folder
 
 
 def _sop_instance_uid(path: Path) -> str:
     """The file's SOPInstanceUID, "" when it has none or is not DICOM."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with captured_pydicom_messages():
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
         return str(ds.get("SOPInstanceUID", "") or "")
     except Exception:  # not DICOM, or unreadable: the size and mtime still count

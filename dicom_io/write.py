@@ -53,6 +53,7 @@ COPIED_ATTRIBUTES = (
     "PatientPosition",
     "BodyPartExamined",
     "ContrastBolusAgent",
+    "GantryDetectorTilt",  # geometry: lets readers such as dcm2niix see the tilt
 )
 #: Kinds whose images carry an adversarial perturbation: they must state eps.
 ADVERSARIAL_PREFIXES = ("attacked", "perturbation", "adversarial")

@@ -11,6 +11,7 @@ its field (or, for awkward-but-usable kinds, kept with a warning naming it).
 from __future__ import annotations
 
 import io
+import logging
 import math
 import os
 import shutil
@@ -410,3 +411,13 @@ def test_lossy_slices_are_kept_with_a_warning_when_allowed(clinical, tmp_path):
     [series] = scan_folder(folder, allow_lossy=True).series
     assert len(series) == GOOD + 1
     assert any("lossy-compressed (LossyImageCompression 01" in w for w in series.warnings)
+
+
+def test_pydicom_messages_go_to_the_file_not_to_the_log(clinical, tmp_path, caplog):
+    folder = tmp_path / "in"
+    shutil.copytree(clinical, folder)
+    KINDS["InstanceNumber non-numeric"].make(folder, sorted(folder.glob("1-*.dcm")))
+    with caplog.at_level(logging.DEBUG):
+        [series] = scan_folder(folder).series
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("pydicom")] == []
+    assert any("pydicom warned: Invalid value for VR IS: 'abc'" in w for w in series.warnings)

@@ -10,6 +10,7 @@ planes on positions stacked along the table (shear relative to the tilted normal
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -120,6 +121,25 @@ def test_exported_dicom_and_nifti_keep_the_tilted_geometry(phantom, tmp_path, st
     np.testing.assert_allclose(lps, back.positions, atol=1e-3)  # every slice where DICOM has it
     sheared = style != "tilted planes"
     assert int(image.header["qform_code"]) == (0 if sheared else 1)
+
+
+def test_real_philips_tilted_series_from_dcm_qa_ct():
+    """The Ingenuity series of the issue (18.5 and 16.5 deg, 54 + 58 slices), if present.
+
+    Not in ../shared/data: set CTROBUST_DCM_QA_CT to a checkout's `In` folder
+    (github.com/neurolabusc/dcm_qa_ct).
+    """
+    root = os.environ.get("CTROBUST_DCM_QA_CT")
+    if not root or not (Path(root) / "Philips" / "S21610").is_dir():
+        pytest.skip("set CTROBUST_DCM_QA_CT to dcm_qa_ct/In to test the real tilted series")
+    report = scan_folder(Path(root) / "Philips" / "S21610")
+    counts = sorted(
+        (len(s), next(w for w in s.warnings if "gantry tilt" in w)) for s in report.series
+    )
+    assert [n for n, _ in counts] == [54, 58]
+    assert "gantry tilt 18.5 deg (GantryDetectorTilt -18.5 deg)" in counts[0][1]
+    assert "gantry tilt 16.5 deg (GantryDetectorTilt 16.5 deg)" in counts[1][1]
+    assert all("gantry" not in s.reason for s in report.skipped)
 
 
 def test_sagittal_and_coronal_series_are_refused_one_line_each(phantom, tmp_path):
