@@ -14,6 +14,7 @@ from ctrobust.runfiles import atomic_write_json, save_tensors
 from dicom_io import (
     IngestReport,
     folder_digest,
+    format_ingest_report,
     ingest_report_to_dict,
     scan_folder,
     series_problems,
@@ -90,10 +91,8 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
             f"at least {MIN_SLICES} (one to train on, one to test on)"
         )
     save_tensors(out / "slices.pt", {"slices": slices})
-    for s in series:
-        ctx.log.info(
-            "series %s: %d slices, %s", s.key, len(s), "; ".join(s.warnings) or "no warnings"
-        )
+    for line in format_ingest_report(report).splitlines():
+        ctx.log.info("ingest: %s", line)
     return {
         "folder": str(folder),
         "series": len(series),
