@@ -19,16 +19,33 @@ from dicom_io.series import IngestReport, SkippedFile
 NAMES_SHOWN = 3
 
 
-def reason_kind(reason: str) -> str:
-    """A short, countable label of a skip reason: its text before the first detail.
+#: Short, countable labels of the reasons whose first words carry numbers or names.
+_KINDS = (
+    (r"^bad header field (\w+)", r"bad header field \1"),
+    (r"^HU not finite", "HU not finite"),
+    (r"^HU .* outside the plausible", "HU outside the plausible range"),
+    (r"^RescaleSlope is 0", "RescaleSlope 0"),
+    (r"^RescaleSlope/RescaleIntercept missing", "RescaleSlope/Intercept missing"),
+    (r"^PixelRepresentation", "signedness contradicts the data"),
+    (r"^Rows x Columns", "Rows x Columns contradict the pixel data"),
+    (r"^SOP class", "other SOP class"),
+    (r"^SamplesPerPixel", "SamplesPerPixel not 1"),
+    (r"^duplicate SOPInstanceUID", "duplicate SOPInstanceUID"),
+    (r"^modality", "not CT"),
+)
 
-    "duplicate slice position (12.00 mm ...) of IM1, ..." -> "duplicate slice position";
-    "bad header field PixelSpacing has 1 value(s) ..." -> "bad header field PixelSpacing".
+
+def reason_kind(reason: str) -> str:
+    """A short, countable label of a skip reason.
+
+    "bad header field PixelSpacing has 1 value(s) ..." -> "bad header field PixelSpacing";
+    otherwise the text before the first detail, e.g. "duplicate slice position".
     """
-    if reason.startswith("bad header field "):
-        return " ".join(reason.split()[:4])
-    head = re.split(r"[:(;,]", reason, maxsplit=1)[0].strip()
-    return re.sub(r"\s+\d[\d.]*(\s*(deg|mm|bytes|%))?$", "", head) or reason
+    for pattern, label in _KINDS:
+        match = re.match(pattern, reason)
+        if match:
+            return match.expand(label)
+    return re.split(r"[:(;,]", reason, maxsplit=1)[0].strip() or reason
 
 
 def _series_of(skipped: list[SkippedFile]) -> dict[str, list[SkippedFile]]:
@@ -143,7 +160,7 @@ def format_ingest_report(report: IngestReport) -> str:
         for f in report.skipped:
             if f.series_uid == s["uid"]:
                 examples.setdefault(reason_kind(f.reason), f)
-        lines.extend(f"    skipped, e.g. {f.path.name}: {f.reason}" for f in examples.values())
+        lines.extend(f"    skipped, e.g. {f.path}: {f.reason}" for f in examples.values())
     for u in data["unusable_series"]:
         total = sum(u["skipped_by_reason"].values())
         lines.append(

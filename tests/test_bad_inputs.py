@@ -11,6 +11,7 @@ its field (or, for awkward-but-usable kinds, kept with a warning naming it).
 from __future__ import annotations
 
 import io
+import json
 import logging
 import math
 import os
@@ -31,6 +32,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import JPEG2000, generate_uid
 
 from dicom_io import format_ingest_report, ingest_report_to_dict, scan_folder
+from pipelines.cli import main
 
 pytestmark = pytest.mark.shared_data
 
@@ -421,3 +423,29 @@ def test_pydicom_messages_go_to_the_file_not_to_the_log(clinical, tmp_path, capl
         [series] = scan_folder(folder).series
     assert [r.getMessage() for r in caplog.records if r.name.startswith("pydicom")] == []
     assert any("pydicom warned: Invalid value for VR IS: 'abc'" in w for w in series.warnings)
+
+
+def test_ctrobust_ingest_on_the_whole_corpus_at_once(clinical, tmp_path, capsys):
+    """Every bad file in one folder beside the good slices: one series, a short summary."""
+    folder = tmp_path / "in"
+    shutil.copytree(clinical, folder)
+    good = sorted(folder.glob("1-*.dcm"))
+    for k, (name, kind) in enumerate(KINDS.items()):
+        if name == "symlinked subfolder":  # it moves good slices: covered on its own
+            continue
+        sub = folder / f"k{k:02d}"
+        sub.mkdir()
+        kind.make(sub, good)
+    assert main(["ingest", str(folder)]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert out.startswith("1 CT series")
+    assert len(out.splitlines()) < len(KINDS)  # grouped by reason, not a line per file
+    assert main(["ingest", "--json", str(folder)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    [series] = data["series"]
+    assert series["slices"] >= GOOD
+    assert sum(series["skipped_by_reason"].values()) > 20
+    reasons = {Path(s["path"]).parent.name: s["reason"] for s in data["skipped"]}
+    assert len(reasons) >= len(KINDS) - 5  # the kept kinds and the symlinked one
+    assert all(reasons.values())

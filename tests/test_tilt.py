@@ -29,6 +29,7 @@ from dicom_io import (
     write_nifti,
     write_series,
 )
+from pipelines.cli import main
 
 pytestmark = pytest.mark.shared_data
 
@@ -164,3 +165,26 @@ def test_sagittal_and_coronal_series_are_refused_one_line_each(phantom, tmp_path
     refused = [x for x in text.splitlines() if x.startswith("[not usable]")]
     assert len(refused) == 2 and all(f"{SLICES} skipped ({SLICES} not axial)" in x for x in refused)
     assert len(text.splitlines()) < SLICES  # a summary, not a line per file
+
+
+@pytest.mark.slow
+def test_a_run_on_a_tilted_series_exports_it_tilted(phantom, tmp_path, tiny_config):
+    folder = _tilted(phantom, tmp_path / "tilted", 18.5, "tilted planes on table positions")
+    [source] = read_folder(folder)
+    out = tmp_path / "run"
+    args = ["run", str(tiny_config), "--out", str(out), "--quiet", "--set", f"data.folder={folder}"]
+    for item in ("instability.enabled=false", "report.enabled=false", "attack.enabled=false"):
+        args += ["--set", item]
+    assert main(args) == 0
+    assert "gantry tilt 18.5 deg" in (out / "log.txt").read_text()
+    exported = sorted(out.glob("dicom/*/plain_clean/*.dcm"))
+    assert exported
+    normal = source.orientation[2]
+    along = {round(float(z), 3) for z in source.positions @ normal}
+    for path in exported:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        iop = np.array([float(v) for v in ds.ImageOrientationPatient])
+        np.testing.assert_allclose(iop, source.orientation[:2].ravel(), atol=1e-6)
+        assert float(ds.GantryDetectorTilt) == 18.5
+        ipp = np.array([float(v) for v in ds.ImagePositionPatient])
+        assert round(float(ipp @ normal), 3) in along
