@@ -4,6 +4,7 @@ and a folder with nothing usable says why per series."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -11,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+import torch
 from pydicom.uid import generate_uid
 
+from ctrobust.config import load_config
 from ctrobust.demo_data import write_demo_folder
 from dicom_io import (
     derived_text,
@@ -23,6 +26,8 @@ from dicom_io import (
     write_series,
 )
 from pipelines.cli import main
+from pipelines.runner import RunContext
+from pipelines.stages import ingest
 
 FAST = ["instability.enabled=false", "report.enabled=false", "attack.enabled=false"]
 
@@ -148,3 +153,26 @@ def test_a_single_slice_is_not_blamed_on_the_test_fraction(
     assert main([*args, "--set", f"data.folder={folder}"]) == 2
     err = capsys.readouterr().err
     assert "only 1 usable slice(s)" in err and "test_fraction" not in err
+
+
+def test_data_allow_lossy_decides_whether_lossy_slices_are_used(
+    tiny_config: Path, tmp_path: Path
+) -> None:
+    folder = _refused_folder(tmp_path, 3, sagittal=False)
+    for path in folder.rglob("IM*.dcm"):
+        ds = pydicom.dcmread(path)
+        ds.LossyImageCompression = "01"
+        ds.save_as(path, enforce_file_format=True)
+    for allow in (False, True):
+        cfg = load_config(tiny_config, [f"data.folder={folder}", f"data.allow_lossy={allow}"])
+        run_dir = tmp_path / f"run_{allow}"
+        ctx = RunContext(cfg, run_dir, torch.device("cpu"), logging.getLogger("test"))
+        (run_dir / "out").mkdir(parents=True)
+        if not allow:
+            with pytest.raises(ValueError, match="3 lossy-compressed"):
+                ingest.run(ctx, run_dir / "out")
+            continue
+        summary = ingest.run(ctx, run_dir / "out")
+        assert summary["slices_used"] == 3
+        [record] = json.loads((run_dir / "out" / "ingest.json").read_text())["series"]
+        assert any("lossy-compressed" in w for w in record["warnings"])
