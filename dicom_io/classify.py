@@ -234,11 +234,11 @@ def _plane_reason(orientation: np.ndarray) -> str | None:
 
 def _padding_mask(ds: Dataset, raw: np.ndarray) -> np.ndarray | None:
     """Pixels flagged by PixelPaddingValue (and PixelPaddingRangeLimit), or None."""
-    if ds.get("PixelPaddingValue") is None:
+    value = optional_int(ds, "PixelPaddingValue")
+    if value is None:
         return None
-    lo = hi = int(ds.PixelPaddingValue)
-    if ds.get("PixelPaddingRangeLimit") is not None:
-        lo, hi = sorted((lo, int(ds.PixelPaddingRangeLimit)))
+    limit = optional_int(ds, "PixelPaddingRangeLimit")
+    lo, hi = (value, value) if limit is None else sorted((value, limit))
     mask = (raw >= lo) & (raw <= hi)
     return mask if mask.any() else None
 
@@ -290,19 +290,20 @@ def _decode(path: Path, ds: Dataset, allow_lossy: bool) -> SliceRecord | Skipped
         )
     if raw.ndim != 2:
         return SkippedFile(path, f"PixelData has shape {raw.shape}; expected one 2-D slice")
-    with np.errstate(over="ignore", invalid="ignore"):
-        hu = raw.astype(np.float32) * np.float32(1.0 if slope is None else slope) + np.float32(
-            0.0 if intercept is None else intercept
-        )
+    rescale_missing = slope is None or intercept is None
+    slope = 1.0 if slope is None else slope
+    intercept = 0.0 if intercept is None else intercept
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused just below
+        hu = raw.astype(np.float32) * np.float32(slope) + np.float32(intercept)
     mask = _padding_mask(ds, raw)
     if mask is not None:
         hu[mask] = PADDING_HU
     refusal = slice_refusal(
         raw,
-        hu if mask is None else np.where(mask, PADDING_HU, hu),
+        hu,
         optional_int(ds, "PixelRepresentation") or 0,
-        1.0 if slope is None else slope,
-        0.0 if intercept is None else intercept,
+        slope,
+        intercept,
     )
     if refusal:
         return SkippedFile(path, refusal)
@@ -331,7 +332,7 @@ def _decode(path: Path, ds: Dataset, allow_lossy: bool) -> SliceRecord | Skipped
         instance_number=instance,
         gantry_tilt_deg=tag_tilt,
         plane_tilt_deg=axial_deviation_deg(orientation),
-        rescale_missing=slope is None or intercept is None,
+        rescale_missing=rescale_missing,
         padded_pixels=int(mask.sum()) if mask is not None else 0,
         notes=notes,
     )
