@@ -338,7 +338,7 @@ KINDS: dict[str, Kind] = {
     "RescaleIntercept missing": header(
         lambda ds: delattr(ds, "RescaleIntercept"), "RescaleIntercept missing"
     ),
-    "slope 1e30 overflowing float32": header(
+    "RescaleSlope 1e37 (overflows float32)": header(
         lambda ds: setattr(ds, "RescaleSlope", "1e37"), "not finite"
     ),
     "signed data declared unsigned": header(_as_unsigned_signed, "PixelRepresentation 0", "signed"),
