@@ -24,17 +24,27 @@ from dicom_io.write import COPIED_ATTRIBUTES
 RECORDED_ATTRIBUTES = (*COPIED_ATTRIBUTES, "SliceThickness", "SeriesDescription")
 
 
-def _header_subset(header: Dataset) -> Dataset:
+def _header_json(header: Dataset) -> tuple[dict[str, Any], list[str]]:
+    """DICOM JSON of the recorded attributes, and a note for each that cannot be stored."""
     kept = Dataset()
+    notes = []
     for keyword in RECORDED_ATTRIBUTES:
-        if keyword in header:
-            kept[keyword] = copy.deepcopy(header[keyword])
-    return kept
+        if keyword not in header:
+            continue
+        element = copy.deepcopy(header[keyword])
+        try:
+            element.to_json_dict(None, 1024)  # a malformed value fails here, not at export
+        except Exception as exc:  # any conversion failure: leave this one field out
+            notes.append(f"{keyword} not kept for export ({type(exc).__name__}: {exc})")
+            continue
+        kept[keyword] = element
+    return kept.to_json_dict(), notes
 
 
 def source_to_dict(series: SourceSeries) -> dict[str, Any]:
     """JSON-able record of a series' identity, geometry, per-slice files and UIDs."""
     grid = series.grid
+    header, notes = _header_json(series.header)
     return {
         "key": series.key,
         "series_uid": series.series_uid,
@@ -49,8 +59,8 @@ def source_to_dict(series: SourceSeries) -> dict[str, Any]:
         "positions": grid.positions.tolist(),
         "sop_instance_uids": list(series.sop_instance_uids),
         "source_paths": [str(p) for p in series.source_paths],
-        "warnings": list(series.warnings),
-        "header": _header_subset(series.header).to_json_dict(),
+        "warnings": [*series.warnings, *notes],
+        "header": header,
     }
 
 
