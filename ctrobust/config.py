@@ -60,6 +60,11 @@ class DataConfig(_Strict):
     )
     val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.0
     max_series: PositiveInt | None = None
+    allow_lossy: bool = Field(
+        False,
+        description="use lossy-compressed slices (LossyImageCompression 01, JPEG baseline); "
+        "false refuses them, as their HU can be hundreds off",
+    )
 
     @field_validator("folder")
     @classmethod

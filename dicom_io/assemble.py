@@ -8,19 +8,23 @@ Policies (documented in docs/dicom.md):
 - duplicated positions keep the first slice (InstanceNumber order), the rest are skipped;
 - a slice without RescaleSlope/Intercept is skipped when the rest of its series has them;
   a series with none at all is read with slope 1, intercept 0 and a warning;
-- a sheared stack (gantry tilt with positions off the normal) is refused whole;
+- a gantry tilt is accepted with a warning naming the angle: either the slice plane
+  itself is tilted (positions along its normal) or the planes are axial and their
+  positions sheared; each slice is a valid 2-D image and keeps its true position;
 - irregular slice gaps are kept as they are (true positions) and reported.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from dicom_io.classify import PADDING_HU, SliceRecord
 from dicom_io.geometry import Grid
+from dicom_io.plausibility import PLAUSIBLE_HU
 from dicom_io.series import CTSeries, SkippedFile
 from dicom_io.uids import hashed_uid
 
@@ -28,6 +32,8 @@ from dicom_io.uids import hashed_uid
 DUPLICATE_TOL_MM = 0.01
 #: A stack whose positions leave the normal by more than this angle is sheared (tilted).
 SHEAR_TOL_DEG = 0.5
+#: A plane tilted by more than this (deg) is reported as a gantry tilt.
+TILT_REPORT_DEG = 0.5
 #: Slice gaps differing by more than this fraction of the median gap are irregular.
 IRREGULAR_GAP_FRACTION = 0.01
 
@@ -74,7 +80,7 @@ def _drop_unrescaled(
         f"RescaleSlope/RescaleIntercept missing while the other {len(kept)} slices of its "
         "series have them: HU would be a guess"
     )
-    return kept, [SkippedFile(r.path, reason) for r in missing], []
+    return kept, [SkippedFile(r.path, reason, r.series_uid) for r in missing], []
 
 
 def _sort_and_dedupe(
@@ -96,7 +102,7 @@ def _sort_and_dedupe(
                 f"duplicate slice position ({where:.2f} mm along the normal) of "
                 f"{first.path.name}, {pixels} pixels; kept that one"
             )
-            skipped.append(SkippedFile(rec.path, reason))
+            skipped.append(SkippedFile(rec.path, reason, rec.series_uid))
             continue
         kept.append(rec)
     warnings = (
@@ -118,6 +124,35 @@ def _shear_deg(positions: np.ndarray, normal: np.ndarray) -> float:
     return float(np.max(np.where(significant, angles, 0.0)))
 
 
+def _tilt_warnings(records: list[SliceRecord], shear: float) -> list[str]:
+    """Name a gantry tilt (tilted planes and/or a sheared stack) and what is done with it."""
+    tags = sorted({round(r.gantry_tilt_deg, 2) for r in records if r.gantry_tilt_deg})
+    tag_text = (
+        f"GantryDetectorTilt {', '.join(f'{t:g}' for t in tags)} deg"
+        if tags
+        else "no GantryDetectorTilt"
+    )
+    plane = max(r.plane_tilt_deg for r in records)
+    parts = []
+    if plane > TILT_REPORT_DEG:
+        parts.append(f"slice planes tilted {plane:.1f} deg from axial")
+    if shear > SHEAR_TOL_DEG:
+        parts.append(f"slice positions {shear:.1f} deg off the slice normal (a sheared stack)")
+    if not parts:
+        return [f"{tag_text} but the slices are axial and the stack is not sheared"] if tags else []
+    return [
+        f"gantry tilt {max(plane, shear):.1f} deg ({tag_text}): {', '.join(parts)}; each slice "
+        "is reconstructed in its own plane and keeps its true position (nothing is resampled; "
+        "exports keep this geometry, the NIfTI affine carries any shear)"
+    ]
+
+
+def _rescale(rec: SliceRecord, keyword: str, default: float) -> float:
+    """The slice's RescaleSlope/Intercept as applied (classify has checked it)."""
+    value = rec.header.get(keyword)
+    return default if value is None or value == "" else float(value)
+
+
 def _spacing_warning(positions: np.ndarray, normal: np.ndarray) -> str | None:
     gaps = np.diff(positions @ normal)
     if gaps.size < 2:
@@ -133,7 +168,7 @@ def _spacing_warning(positions: np.ndarray, normal: np.ndarray) -> str | None:
 
 def _build(
     records: list[SliceRecord], uid: str, split_index: int, warnings: list[str]
-) -> tuple[CTSeries | None, list[SkippedFile]]:
+) -> tuple[CTSeries, list[SkippedFile]]:
     records, skipped, more = _drop_unrescaled(records)
     warnings = warnings + more
     normal = records[0].orientation[2]
@@ -141,26 +176,12 @@ def _build(
     skipped += dupes
     warnings += more
     positions = np.stack([r.position for r in records])
-    shear = _shear_deg(positions, normal)
-    if shear > SHEAR_TOL_DEG:
-        tag_tilt = max(abs(r.gantry_tilt_deg) for r in records)
-        reason = (
-            f"gantry-tilted series refused: slice positions leave the slice normal by "
-            f"{shear:.1f} deg (GantryDetectorTilt {tag_tilt:g} deg); a sheared stack is "
-            "not a rectilinear volume and is not resampled"
-        )
-        return None, skipped + [SkippedFile(r.path, reason) for r in records]
-    tilts = {round(r.gantry_tilt_deg, 2) for r in records} - {0.0}
-    if tilts:
-        warnings.append(
-            f"GantryDetectorTilt {sorted(tilts)} deg but the stack is not sheared "
-            "(tilt is in the orientation): read as an oblique volume"
-        )
+    warnings += _tilt_warnings(records, _shear_deg(positions, normal))
     spacing_note = _spacing_warning(positions, normal)
     if spacing_note:
         warnings.append(spacing_note)
-    intercepts = sorted({float(r.header.get("RescaleIntercept", 0) or 0) for r in records})
-    slopes = sorted({float(r.header.get("RescaleSlope", 1) or 1) for r in records})
+    intercepts = sorted({_rescale(r, "RescaleIntercept", 0.0) for r in records})
+    slopes = sorted({_rescale(r, "RescaleSlope", 1.0) for r in records})
     if len(intercepts) > 1 or len(slopes) > 1:
         warnings.append(
             f"rescale differs between slices (slopes {slopes}, intercepts "
@@ -172,6 +193,13 @@ def _build(
     for note, count in Counter(n for r in records for n in r.notes).items():
         warnings.append(f"{note} ({count} slice(s))")
     hu = np.stack([r.hu for r in records]).astype(np.float32, copy=False)
+    high = hu > PLAUSIBLE_HU[1]
+    if high.any():
+        slices = int(high.any(axis=(1, 2)).sum())
+        warnings.append(
+            f"{int(high.sum())} pixel(s) in {slices} slice(s) above {PLAUSIBLE_HU[1]:g} HU "
+            f"(max {hu.max():.0f}): kept (metal or an extended HU scale)"
+        )
     if float(hu.min()) < -1024.5:
         warnings.append(
             f"values down to {hu.min():.0f} HU (below air): padding or outside "
@@ -229,8 +257,7 @@ def assemble(records: list[SliceRecord]) -> tuple[list[CTSeries], list[SkippedFi
                     f"matrix or pixel spacing): split, this is part {k + 1}"
                 )
             built, left = _build(part, uid, k + 1 if len(parts) > 1 else 0, notes)
-            skipped += left
-            if built is not None:
-                series.append(built)
+            skipped += [replace(f, series_uid=built.key) for f in left]
+            series.append(built)
     series.sort(key=lambda s: (s.patient_id, s.study_uid, str(s.source_paths[0])))
     return series, skipped

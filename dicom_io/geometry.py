@@ -13,6 +13,12 @@ import numpy as np
 
 #: DICOM LPS -> NIfTI RAS: flip the first two axes.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+#: Largest |cos| between row and column cosines still called perpendicular (about 0.6 deg).
+ORTHOGONALITY_TOL = 0.01
+#: Largest gantry tilt a CT scanner offers (deg); beyond it a tilted-looking plane is oblique.
+MAX_GANTRY_TILT_DEG = 30.0
+#: A gantry tilt keeps the row direction within this angle of left-right (deg).
+TILT_ROW_TOL_DEG = 1.0
 
 
 def orientation_matrix(image_orientation: np.ndarray | list[float]) -> np.ndarray:
@@ -32,6 +38,41 @@ def axial_deviation_deg(orientation: np.ndarray) -> float:
     """Angle in degrees between the slice normal and the patient's head-feet axis."""
     cos = min(1.0, abs(float(orientation[2][2])))
     return float(np.degrees(np.arccos(cos)))
+
+
+def orientation_problem(image_orientation: list[float]) -> str | None:
+    """Why six ImageOrientationPatient values cannot be two cosines (None when they can).
+
+    Zero-length or parallel cosines give NaN geometry downstream; slightly unnormalised
+    ones (rounded in the header) are fine and normalised by `orientation_matrix`.
+    """
+    iop = np.asarray(image_orientation, dtype=np.float64).reshape(2, 3)
+    norms = np.linalg.norm(iop, axis=1)
+    if norms.min() < 0.5 or norms.max() > 1.5:
+        return f"has cosines of length {norms[0]:.3g} and {norms[1]:.3g}; expected 1"
+    cos = abs(float(np.dot(iop[0], iop[1]) / (norms[0] * norms[1])))
+    if cos > ORTHOGONALITY_TOL:
+        angle = float(np.degrees(np.arccos(min(1.0, cos))))
+        return f"has row and column cosines {angle:.1f} deg apart; expected 90"
+    return None
+
+
+def gantry_tilt_deg(orientation: np.ndarray) -> float | None:
+    """How far (deg) a gantry-tilted axial slice leans, or None if it is no gantry tilt.
+
+    A tilted gantry rotates the slice plane about the patient's left-right axis: the
+    row direction stays left-right and the normal leans towards anterior-posterior.
+    """
+    row, normal = orientation[0], orientation[2]
+    if abs(float(row[0])) < np.cos(np.radians(TILT_ROW_TOL_DEG)):
+        return None
+    tilt = float(np.degrees(np.arctan2(abs(normal[1]), abs(normal[2]))))
+    return tilt if tilt <= MAX_GANTRY_TILT_DEG else None
+
+
+def plane_name(orientation: np.ndarray) -> str:
+    """'axial', 'coronal' or 'sagittal': the patient axis the slice normal is closest to."""
+    return ("sagittal", "coronal", "axial")[int(np.argmax(np.abs(orientation[2])))]
 
 
 @dataclass(frozen=True)

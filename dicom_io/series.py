@@ -13,18 +13,25 @@ from dicom_io.geometry import Grid
 
 @dataclass(frozen=True)
 class SkippedFile:
-    """A file that did not become part of any series, and why (human-readable)."""
+    """A file that did not become part of any series, and why (human-readable).
+
+    `series_uid` is the SeriesInstanceUID (or derived key) of the series the file
+    belonged to when it was refused during assembly, "" when it never joined one.
+    """
 
     path: Path
     reason: str
+    series_uid: str = ""
 
 
-@dataclass
-class CTSeries:
-    """One axial CT image series as a Hounsfield-unit volume with its DICOM context.
+@dataclass(kw_only=True)
+class SourceSeries:
+    """Identity, geometry and header of a source series, without pixels.
+
+    This is what an export needs of its source, and what a run caches at ingest so
+    that exports never re-read a folder that may have changed since.
 
     Attributes:
-        hu: (z, y, x) float32 HU, slices sorted along the slice normal (ascending).
         grid: voxel geometry (orientation, per-slice ImagePositionPatient, pixel spacing).
         series_uid: SeriesInstanceUID (a derived UID when the files carry none, see warnings).
         study_uid: StudyInstanceUID (likewise).
@@ -39,7 +46,6 @@ class CTSeries:
         split_index: 0, or 1, 2, ... when one SeriesInstanceUID held several geometries.
     """
 
-    hu: np.ndarray
     grid: Grid
     series_uid: str
     study_uid: str
@@ -88,7 +94,19 @@ class CTSeries:
         return str(self.header.get("PatientID", "") or "")
 
     def __len__(self) -> int:
-        return int(self.hu.shape[0])
+        return int(self.grid.shape[0])
+
+
+@dataclass(kw_only=True)
+class CTSeries(SourceSeries):
+    """One axial CT image series as a Hounsfield-unit volume with its DICOM context.
+
+    Attributes:
+        hu: (z, y, x) float32 HU, slices sorted along the slice normal (ascending);
+            the other attributes are those of `SourceSeries`.
+    """
+
+    hu: np.ndarray
 
 
 @dataclass

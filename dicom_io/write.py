@@ -27,7 +27,7 @@ from dicom_io.atomic import atomic_dir
 from dicom_io.ctimage import SeriesSpec, choose_slope, dicom_now, init_series, save, slice_dataset
 from dicom_io.deid import DeidConfig, Deidentifier
 from dicom_io.geometry import Grid
-from dicom_io.series import CTSeries
+from dicom_io.series import SourceSeries
 from dicom_io.uids import hashed_uid
 
 #: Patient / study / frame-of-reference attributes copied from the source.
@@ -53,6 +53,7 @@ COPIED_ATTRIBUTES = (
     "PatientPosition",
     "BodyPartExamined",
     "ContrastBolusAgent",
+    "GantryDetectorTilt",  # geometry: lets readers such as dcm2niix see the tilt
 )
 #: Kinds whose images carry an adversarial perturbation: they must state eps.
 ADVERSARIAL_PREFIXES = ("attacked", "perturbation", "adversarial")
@@ -103,7 +104,7 @@ def derived_text(kind: str, model: str, eps: float | None = None) -> tuple[str, 
 
 
 def _descriptions(
-    kind: str, description: str, derivation: str, eps: float | None, source: CTSeries
+    kind: str, description: str, derivation: str, eps: float | None, source: SourceSeries
 ) -> tuple[str, str]:
     if not description.strip() or not derivation.strip():
         raise ValueError("description and derivation must say what the series is")
@@ -131,7 +132,7 @@ def _image_type_value(kind: str) -> str:
 
 
 def _output_grid(
-    source: CTSeries,
+    source: SourceSeries,
     indices: list[int],
     rows: int,
     cols: int,
@@ -147,7 +148,7 @@ def _output_grid(
 
 
 def _reference_items(
-    source: CTSeries, index: int, deid: Deidentifier | None
+    source: SourceSeries, index: int, deid: Deidentifier | None
 ) -> tuple[Dataset, Dataset]:
     """(SourceImageSequence item, ReferencedSeriesSequence item) for one source slice."""
 
@@ -171,7 +172,7 @@ def _reference_items(
 
 
 def _template(
-    source: CTSeries, spec: SeriesSpec, derivation: str, deid: Deidentifier | None
+    source: SourceSeries, spec: SeriesSpec, derivation: str, deid: Deidentifier | None
 ) -> Dataset:
     ds = Dataset()
     header = source.header
@@ -220,7 +221,7 @@ def _version() -> str:
 
 def write_series(
     volume_hu: np.ndarray,
-    source: CTSeries,
+    source: SourceSeries,
     out_dir: str | os.PathLike,
     kind: str,
     description: str,

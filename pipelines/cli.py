@@ -58,7 +58,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     if not folder.is_dir():
         raise ConfigError(f"ingest: '{folder}' is not a folder")
-    report = scan_folder(folder)
+    report = scan_folder(folder, allow_lossy=args.allow_lossy)
     print(
         json.dumps(ingest_report_to_dict(report), indent=2, allow_nan=False)
         if args.json
@@ -143,6 +143,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("folder", help="folder of DICOM files (searched recursively)")
     ingest.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    ingest.add_argument(
+        "--allow-lossy",
+        action="store_true",
+        help="accept lossy-compressed slices (refused by default, like data.allow_lossy)",
+    )
     ingest.set_defaults(func=cmd_ingest)
 
     report = sub.add_parser(

@@ -16,7 +16,7 @@ from pipelines.stages import (
     train,
 )
 
-DATA_KEYS = ("data.folder", "data.max_series", "data.slices_per_series")
+DATA_KEYS = ("data.folder", "data.max_series", "data.slices_per_series", "data.allow_lossy")
 
 
 def checked(stages: list[Stage]) -> list[Stage]:
@@ -39,7 +39,7 @@ def stages_for(cfg: RunConfig) -> list[Stage]:
 def ct_stages() -> list[Stage]:
     """Stages of ``ctrobust run`` for a CT config, in execution order."""
     stages = [
-        Stage("ingest", ingest.run, config_keys=DATA_KEYS),
+        Stage("ingest", ingest.run, config_keys=DATA_KEYS, inputs=ingest.input_digest),
         Stage(
             "simulate",
             simulate.run,

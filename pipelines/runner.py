@@ -44,6 +44,9 @@ class Stage:
     enabled: Callable[[RunConfig], bool] = lambda cfg: True
     distributed: bool = False
     writes: tuple[str, ...] = ()  # run-folder paths written besides cache/<name>/
+    #: Digest of what the stage reads outside the run folder (e.g. the DICOM files);
+    #: it joins the fingerprint, so a changed input re-runs the stage and all after it.
+    inputs: Callable[[RunConfig], str] | None = None
 
 
 @dataclass
@@ -83,13 +86,16 @@ def _config_section(cfg: RunConfig, dotted: str) -> Any:
 
 
 def fingerprint(stage: Stage, cfg: RunConfig, upstream: dict[str, str]) -> str:
-    """Hash of the config sections a stage reads, its dependencies' hashes and the code version."""
+    """Hash of the config sections a stage reads, its inputs' digest, its dependencies' hashes
+    and the code version."""
     payload = {
         "stage": stage.name,
         "version": ctrobust.__version__,
         "config": {key: _config_section(cfg, key) for key in stage.config_keys},
         "upstream": {dep: upstream[dep] for dep in stage.depends_on if dep in upstream},
     }
+    if stage.inputs is not None:
+        payload["inputs"] = stage.inputs(cfg)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -200,7 +200,7 @@ def test_pixel_padding_value_becomes_air(good):
     assert any("PixelPaddingValue" in w for w in series.warnings)
 
 
-def test_gantry_tilted_series_is_refused(good):
+def test_gantry_tilted_sheared_stack_is_read_with_a_warning(good):
     tilt = np.tan(np.radians(15.0))
 
     for k, path in enumerate(good):
@@ -212,10 +212,13 @@ def test_gantry_tilted_series_is_refused(good):
 
         _rewrite(path, path, shear)
     report = scan_folder(good[0].parent)
-    assert report.series == []
-    reasons = _reasons(report)
-    assert len(reasons) == 6
-    assert all("gantry-tilted series refused" in r and "15.0 deg" in r for r in reasons.values())
+    assert report.skipped == []
+    [series] = report.series
+    assert len(series) == 6
+    [warning] = [w for w in series.warnings if "gantry tilt" in w]
+    assert "gantry tilt 15.0 deg (GantryDetectorTilt 15 deg)" in warning
+    # the true (sheared) positions are kept, nothing resampled
+    np.testing.assert_allclose(np.diff(series.positions[:, 1]), tilt * 5.0, atol=1e-6)
 
 
 def test_one_uid_with_two_matrices_is_split(good, tmp_path):
@@ -245,8 +248,16 @@ def test_report_is_json_and_text(good):
     assert entry["spacing"][0] == pytest.approx(5.0)
     assert entry["hu_range"][0] < -900 and entry["hu_range"][1] > 300
     assert data["skipped"] == [
-        {"path": str(good[0].parent / ".IM.partial"), "reason": "hidden folder, not scanned"},
-        {"path": str(good[0].parent / "notes.txt"), "reason": "not DICOM: a text file"},
+        {
+            "path": str(good[0].parent / ".IM.partial"),
+            "reason": "hidden folder, not scanned",
+            "series": "",
+        },
+        {
+            "path": str(good[0].parent / "notes.txt"),
+            "reason": "not DICOM: a text file",
+            "series": "",
+        },
     ]
     text = format_ingest_report(report)
     assert "1 CT series, 2 file(s) skipped" in text and "notes.txt: not DICOM" in text

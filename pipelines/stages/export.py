@@ -23,7 +23,7 @@ from ctrobust.results import ExportResult, Metrics
 from ctrobust.runfiles import atomic_write_json, load_tensors
 from dicom_io import (
     derived_text,
-    scan_folder,
+    source_from_dict,
     write_nifti,
     write_series,
 )
@@ -62,8 +62,10 @@ def _volumes(
 
 def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     cfg = ctx.cfg.export
-    ingest = json.loads((ctx.stage_dir("ingest") / "ingest.json").read_text())
-    scanned = scan_folder(Path(ingest["folder"])).series
+    # the series as ingested (files, positions, UIDs), never a re-scan of a folder that may
+    # have changed since
+    records = json.loads((ctx.stage_dir("ingest") / "sources.json").read_text())
+    ingested = [source_from_dict(r) for r in records]
     data, split = load_simulated(ctx)
     test = data.subset(split["test"])
     attacked_count = len(test)
@@ -77,7 +79,7 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     networks = [m for m in described.methods or {} if described.is_network(m)]
     deid, deid_note = deidentifier(ctx)
     # slice metadata carries the de-identified series UIDs when de-identification is on
-    sources = {(deid.uid(s.key) if deid else s.key): s for s in scanned}
+    sources = {(deid.uid(s.key) if deid else s.key): s for s in ingested}
     dicom_root, nifti_root = ctx.run_dir / "dicom", ctx.run_dir / "nifti"
     exported: dict[str, Any] = {}
     series_number = 9001

@@ -9,10 +9,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from ctrobust.config import RunConfig
 from ctrobust.runfiles import atomic_write_json, save_tensors
-from dicom_io import ingest_report_to_dict, scan_folder
+from dicom_io import (
+    IngestReport,
+    folder_digest,
+    format_ingest_report,
+    ingest_report_to_dict,
+    scan_folder,
+    series_problems,
+    source_to_dict,
+)
 from pipelines.builders import deidentifier
 from pipelines.runner import RunContext
+
+#: A run needs a slice to train on and one to test on.
+MIN_SLICES = 2
 
 
 def input_folder(ctx: RunContext) -> Path:
@@ -32,6 +44,18 @@ def input_folder(ctx: RunContext) -> Path:
     return folder
 
 
+def input_digest(cfg: RunConfig) -> str:
+    """Fingerprint of the configured folder's files (the demo folder is fixed by the code)."""
+    if cfg.data.folder is None:
+        return "embedded synthetic demo folder"
+    return folder_digest(cfg.data.folder)
+
+
+def _no_series_error(folder: Path, report: IngestReport) -> ValueError:
+    problems = "; ".join(series_problems(report)) or "the folder holds no files"
+    return ValueError(f"data.folder '{folder}': no usable axial CT series ({problems})")
+
+
 def _pick(count: int, wanted: int | None) -> list[int]:
     """Evenly spaced slice indices (all when ``wanted`` is None or larger than count)."""
     if wanted is None or wanted >= count:
@@ -41,13 +65,13 @@ def _pick(count: int, wanted: int | None) -> list[int]:
 
 def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     folder = input_folder(ctx)
-    report = scan_folder(folder)
+    report = scan_folder(folder, allow_lossy=ctx.cfg.data.allow_lossy)
     summary = ingest_report_to_dict(report)
     atomic_write_json(out / "ingest.json", {"folder": str(folder), **summary})
     series = report.series[: ctx.cfg.data.max_series] if ctx.cfg.data.max_series else report.series
     if not series:
-        reasons = "; ".join(f"{s.path.name}: {s.reason}" for s in report.skipped[:3])
-        raise ValueError(f"data.folder '{folder}': no usable axial CT series ({reasons})")
+        raise _no_series_error(folder, report)
+    atomic_write_json(out / "sources.json", [source_to_dict(s) for s in series])
     slices = []
     for s in series:
         patient = s.patient_id or s.study_uid
@@ -61,12 +85,24 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
                     "slice": index,
                 }
             )
+    if len(slices) < MIN_SLICES:
+        found = ", ".join(f"series {s.key}: {len(s)} slice(s)" for s in series)
+        raise ValueError(
+            f"data.folder '{folder}': only {len(slices)} usable slice(s) ({found}); a run needs "
+            f"at least {MIN_SLICES} (one to train on, one to test on)"
+        )
     save_tensors(out / "slices.pt", {"slices": slices})
-    deid, _ = deidentifier(ctx)  # log.txt may leave the machine: no source UIDs in it
-    for s in series:
-        shown = deid.uid(s.key) if deid else s.key
+    deid, _ = deidentifier(ctx)
+    if deid is None:
+        for line in format_ingest_report(report).splitlines():
+            ctx.log.info("ingest: %s", line)
+    else:  # log.txt may leave the machine: the per-series lines name source UIDs
         ctx.log.info(
-            "series %s: %d slices, %s", shown, len(s), "; ".join(s.warnings) or "no warnings"
+            "ingest: %d series, %d slices kept, %d files skipped (per series in "
+            "cache/ingest/ingest.json, which is not de-identified)",
+            len(series),
+            len(slices),
+            len(report.skipped),
         )
     return {
         "folder": str(folder),
