@@ -27,6 +27,7 @@ import torch
 import ctrobust
 from ctrobust.config import RunConfig
 from ctrobust.distributed import barrier, is_main, world_size
+from ctrobust.reconstructors.external import declared_files
 from ctrobust.runfiles import atomic_write_json
 
 StageFn = Callable[["RunContext", Path], dict[str, Any]]
@@ -80,14 +81,22 @@ def _config_section(cfg: RunConfig, dotted: str) -> Any:
     return node
 
 
-def fingerprint(stage: Stage, cfg: RunConfig, upstream: dict[str, str]) -> str:
-    """Hash of the config sections a stage reads, its dependencies' hashes and the code version."""
+def fingerprint(
+    stage: Stage, cfg: RunConfig, upstream: dict[str, str], files: list[dict] | None = None
+) -> str:
+    """Hash of the config sections a stage reads, its dependencies' hashes and the code version.
+
+    A stage that reads ``reconstructors`` also hashes the models' checksums (``files``), so a
+    model replaced at the same path is evaluated again.
+    """
     payload = {
         "stage": stage.name,
         "version": ctrobust.__version__,
         "config": {key: _config_section(cfg, key) for key in stage.config_keys},
         "upstream": {dep: upstream[dep] for dep in stage.depends_on if dep in upstream},
     }
+    if files and "reconstructors" in stage.config_keys:
+        payload["files"] = [entry["sha256"] for entry in files]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -123,6 +132,7 @@ class Runner:
             "seed": ctx.cfg.seed,
             "device": str(ctx.device),
             "processes": world_size(),
+            "reconstructors": declared_files(ctx.cfg.reconstructors),
             "stages": {},
         }
 
@@ -160,7 +170,7 @@ class Runner:
             if not stage.enabled(self.ctx.cfg):
                 entry.update(status="disabled")
                 continue
-            fp = fingerprint(stage, self.ctx.cfg, upstream)
+            fp = fingerprint(stage, self.ctx.cfg, upstream, self.record["reconstructors"])
             upstream[stage.name] = fp
             self.ctx.fingerprints[stage.name] = fp
             out = self.ctx.stage_dir(stage.name)
