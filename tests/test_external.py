@@ -22,7 +22,7 @@ from ctrobust.physics.units import hu_to_relative, relative_to_hu
 from ctrobust.reconstructors import MethodId, MethodKind, NetworkOnFBP, Provenance
 from ctrobust.reconstructors.external import load_external
 from ctrobust.runfiles import load_tensors
-from pipelines.builders import image_network
+from pipelines.builders import image_network, measurement_operator
 from pipelines.cli import main
 from pipelines.runner import Stage, fingerprint
 
@@ -110,6 +110,19 @@ def _write_bundle(folder: Path, model: nn.Module, n: int, **input_overrides) -> 
     )
     _torchscript(model, folder / "models" / "model.ts", n)
     return folder
+
+
+class _MatrixFBP(nn.Module):
+    """A sinogram-input model: the FBP of one geometry as an explicit matrix."""
+
+    def __init__(self, op: ParallelBeam2D) -> None:
+        super().__init__()
+        columns = torch.eye(op.n_views * op.n_det).reshape(-1, 1, op.n_views, op.n_det)
+        self.register_buffer("matrix", op.fbp(columns).reshape(len(columns), -1).contiguous())
+        self.n = op.n
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return (y.flatten(1) @ self.matrix).reshape(-1, 1, self.n, self.n)
 
 
 # --- the config contract --------------------------------------------------------------------
@@ -332,21 +345,8 @@ def test_an_fbp_model_follows_the_view_count_and_a_sinogram_model_refuses(
     assert not f.fixed_geometry
     assert torch.allclose(f.for_operator(more)(y), _native(more, net)(y), atol=1e-5)
 
-    # a sinogram-input model: FBP of this geometry as an explicit matrix
-    columns = torch.eye(op.n_views * op.n_det).reshape(-1, 1, op.n_views, op.n_det)
-    matrix = op.fbp(columns).reshape(len(columns), -1).T.contiguous()
-
-    class MatrixFBP(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.register_buffer("matrix", matrix)
-
-        def forward(self, y: torch.Tensor) -> torch.Tensor:
-            image = y.flatten(1) @ self.matrix.T
-            return image.reshape(-1, 1, 16, 16)
-
     path = tmp_path / "sino.ts"
-    torch.jit.trace(MatrixFBP(), torch.rand(2, 1, op.n_views, op.n_det)).save(str(path))
+    torch.jit.trace(_MatrixFBP(op), torch.rand(2, 1, op.n_views, op.n_det)).save(str(path))
     g = _load(_spec(format="torchscript", path=path, input="sinogram"), op)
     y = _sinograms(op)
     assert torch.allclose(g(y), op.fbp(y), atol=1e-4)
@@ -435,7 +435,8 @@ def _run(config: Path, out: Path, *overrides: str) -> None:
 
 
 def _exported_models(config: Path, native: Path, folder: Path) -> list[dict]:
-    """The native run's trained image network in all four formats, as config entries."""
+    """The native run's trained image network in all four formats (the bundle's in HU), and
+    the run's FBP as a sinogram-input model, as config entries."""
     from safetensors.torch import save_file
 
     cfg = load_config(config)
@@ -446,6 +447,9 @@ def _exported_models(config: Path, native: Path, folder: Path) -> list[dict]:
     save_file(
         {k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / "w.safetensors")
     )
+    op = measurement_operator(cfg, torch.device("cpu"))
+    sinogram_fbp = folder / "fbp.ts"
+    torch.jit.trace(_MatrixFBP(op), torch.rand(2, 1, op.n_views, op.n_det)).save(str(sinogram_fbp))
     return [
         {
             "name": "ts_net",
@@ -456,13 +460,22 @@ def _exported_models(config: Path, native: Path, folder: Path) -> list[dict]:
         {
             "name": "bundle_net",
             "format": "monai_bundle",
-            "path": str(_write_bundle(folder / "bundle", net, n)),
+            "path": str(
+                _write_bundle(folder / "bundle", _InUnits(net, "hu"), n, format="hounsfield")
+            ),
+            "intensity": "hu",
         },
         {
             "name": "py_net",
             "format": "python",
             "path": str(folder / "w.safetensors"),
             "factory": "tests.external_factory:tiny_fbpconvnet",
+        },
+        {
+            "name": "sino_fbp",
+            "format": "torchscript",
+            "path": str(sinogram_fbp),
+            "input": "sinogram",
         },
     ]
 
@@ -497,7 +510,16 @@ def test_exported_networks_reproduce_the_native_run(tiny_config: Path, tmp_path:
     run = json.loads((external / "run.json").read_text())
     report = (external / "report" / "index.html").read_text()
     assert set(theirs["training"]) == set()
-    for entry, declared in zip(run["reconstructors"], models, strict=True):
+    sino = theirs["attack"]["models"]["sino_fbp"]
+    assert sino["rho_hat"] == pytest.approx(fbp["rho_hat"], rel=0.01)
+    assert "sino_fbp" in theirs["instability"]["details"]["methods"]
+    assert "sino_fbp" not in theirs["instability"]["more_views"]["methods"]
+    assert (
+        "not swept (they run at 24 views only): sino_fbp"
+        in (theirs["instability"]["more_views"]["note"])
+    )
+    assert [e["name"] for e in run["reconstructors"]] == [m["name"] for m in models]
+    for entry, declared in zip(run["reconstructors"][:4], models[:4], strict=True):
         name = declared["name"]
         figures = theirs["attack"]["models"][name]
         for key in ("rho_hat", "rho_hat_random"):

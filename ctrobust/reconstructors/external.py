@@ -399,6 +399,11 @@ def check_reconstructor(f: ExternalReconstructor, device: torch.device) -> None:
     values, turns a water disc into about water (1 +- 0.5 in relative attenuation, which
     catches a wrong ``intensity``), and passes a non-zero gradient back to its input.
     """
+    with torch.enable_grad():  # callers may hold no_grad; the gradient check needs autograd
+        _check_dummy_batch(f, device)
+
+
+def _check_dummy_batch(f: ExternalReconstructor, device: torch.device) -> None:
     spec, op = f.spec, f.operator
     x = _water_discs(op, DUMMY_BATCH)
     with torch.no_grad():
