@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -194,7 +195,10 @@ class TrainConfig(_Strict):
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     augment: bool = True
     checkpoint_every: PositiveInt = 1
-    schemes: list[SchemeConfig] = Field(default_factory=lambda: [PlainScheme(name="plain")])
+    schemes: list[SchemeConfig] = Field(
+        default_factory=lambda: [PlainScheme(name="plain")],
+        description="networks to train; [] trains none (evaluate external reconstructors only)",
+    )
 
     @field_validator("schemes")
     @classmethod
@@ -202,8 +206,6 @@ class TrainConfig(_Strict):
         names = [s.name for s in schemes]
         if len(set(names)) != len(names):
             raise ValueError(f"scheme names must be unique, got {names}")
-        if not schemes:
-            raise ValueError("needs at least one scheme")
         return schemes
 
 
@@ -321,6 +323,45 @@ class ExportConfig(_Strict):
     deidentify: DeidentifyConfig = Field(default_factory=DeidentifyConfig)
 
 
+class ExternalReconstructorConfig(_Strict):
+    """A reconstructor under test that ctrobust did not train (docs/external_reconstructors.md).
+
+    Only the declaration is checked here; the model is loaded, and its shape, dtype, device,
+    intensity and gradients checked, before the first stage runs.
+    """
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")] = Field(
+        description="method id in metrics.json and the report"
+    )
+    format: Literal["torchscript", "onnx", "python", "monai_bundle"]
+    path: Path = Field(
+        description="file (torchscript, onnx, weights for python) or folder (monai_bundle)"
+    )
+    factory: str | None = Field(
+        None, description="python only: 'package.module:callable' returning an nn.Module"
+    )
+    input: Literal["fbp", "sinogram"] = Field(
+        "fbp", description="fbp: the model maps the FBP image (B,1,n,n); sinogram: y (B,1,V,D)"
+    )
+    intensity: Literal["relative_attenuation", "hu", "mu_per_mm"] = Field(
+        "relative_attenuation", description="units of the model's images"
+    )
+
+    @model_validator(mode="after")
+    def _declaration(self) -> ExternalReconstructorConfig:
+        if self.format == "python":
+            module, sep, attr = (self.factory or "").partition(":")
+            if not (sep and module and attr):
+                raise ValueError("format 'python' needs factory: 'package.module:callable'")
+        elif self.factory is not None:
+            raise ValueError(f"factory is for format 'python' only, not '{self.format}'")
+        if self.format == "monai_bundle" and not self.path.is_dir():
+            raise ValueError(f"path '{self.path}' is not a folder (a MONAI bundle is one)")
+        if self.format != "monai_bundle" and not self.path.is_file():
+            raise ValueError(f"path '{self.path}' does not exist or is not a file")
+        return self
+
+
 class ReportConfig(_Strict):
     """The HTML report for radiologists."""
 
@@ -409,11 +450,32 @@ class RunConfig(_Strict):
     instability: InstabilityConfig = Field(default_factory=InstabilityConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    reconstructors: list[ExternalReconstructorConfig] = Field(
+        default_factory=list,
+        description="reconstructors under test that ctrobust did not train",
+    )
     linear_theory: LinearTheoryConfig | None = Field(
         None,
         description="set for the Sec. 4.5 linear check (configs/linear_theory.yaml): "
         "the run is then the linear experiment instead of the CT pipeline",
     )
+
+    @field_validator("reconstructors")
+    @classmethod
+    def _method_names_distinct(
+        cls, specs: list[ExternalReconstructorConfig], info: ValidationInfo
+    ) -> list[ExternalReconstructorConfig]:
+        train = info.data.get("train")
+        taken = {s.name: "a train.schemes name" for s in (train.schemes if train else [])}
+        for spec in specs:
+            if re.fullmatch(r"fbp\d+|tv|sirt", spec.name):
+                clash = "a built-in method id (fbp<views>, tv, sirt)"
+            else:
+                clash = taken.get(spec.name)
+            if clash:
+                raise ValueError(f"name '{spec.name}' is already {clash}")
+            taken[spec.name] = "another reconstructor's name"
+        return specs
 
     @field_validator("device")
     @classmethod

@@ -26,6 +26,7 @@ from pydicom.uid import generate_uid
 from dicom_io.atomic import atomic_dir
 from dicom_io.ctimage import SeriesSpec, choose_slope, dicom_now, init_series, save, slice_dataset
 from dicom_io.deid import DeidConfig, Deidentifier
+from dicom_io.equipment import Contribution, contributing_equipment
 from dicom_io.geometry import Grid
 from dicom_io.series import SourceSeries
 from dicom_io.uids import hashed_uid
@@ -235,6 +236,7 @@ def write_series(
     series_number: int = 9000,
     window: tuple[float, float] | None = None,
     overwrite: bool = False,
+    contributions: Sequence[Contribution] = (),
 ) -> WrittenSeries:
     """Write `volume_hu` (z, y, x) as a derived CT series in `out_dir` (created atomically).
 
@@ -256,6 +258,8 @@ def write_series(
         series_number: SeriesNumber of the new series.
         window: (center, width); default soft tissue, or symmetric about 0 for perturbations.
         overwrite: replace an existing `out_dir` (swapped in whole, never half-written).
+        contributions: software that made the images, as ContributingEquipmentSequence
+            (added after de-identification: it names software, not people).
 
     Raises:
         ValueError: shapes, descriptions or values that cannot be exported faithfully.
@@ -297,6 +301,8 @@ def write_series(
         software_version=_version(),
     )
     template = _template(source, spec, derivation, deid)
+    if contributions:
+        template.ContributingEquipmentSequence = contributing_equipment(contributions)
     uids = [generate_uid() for _ in indices]
     paths: list[Path] = []
     out = Path(out_dir)

@@ -13,6 +13,7 @@ from ctrobust.config import RunConfig
 from ctrobust.models import ResidualUNet, build_residual_unet
 from ctrobust.physics import ParallelBeam2D
 from ctrobust.reconstructors import FBP, Reconstructor, trained_network
+from ctrobust.reconstructors.external import ExternalReconstructor, load_external
 from ctrobust.runfiles import load_tensors
 from ctrobust.simulation import SimulatedSlices
 from dicom_io import DeidConfig, Deidentifier
@@ -108,9 +109,29 @@ def trained_reconstructors(ctx: RunContext, op: ParallelBeam2D) -> list[Reconstr
     ]
 
 
+def external_reconstructors(
+    cfg: RunConfig, op: ParallelBeam2D, device: torch.device
+) -> list[ExternalReconstructor]:
+    """The config's ``reconstructors``, loaded at the geometry of ``op`` and checked there."""
+    return [
+        load_external(spec, op, device, cfg.physics.mu_water_per_mm) for spec in cfg.reconstructors
+    ]
+
+
+def check_external_reconstructors(cfg: RunConfig, device: torch.device) -> None:
+    """Load and check every declared reconstructor once, before any stage runs."""
+    if cfg.reconstructors and cfg.linear_theory is None:
+        external_reconstructors(cfg, measurement_operator(cfg, device), device)
+
+
 def reconstructors_under_test(ctx: RunContext, op: ParallelBeam2D) -> list[Reconstructor]:
-    """The methods every stage evaluates: FBP of the measured views, then the trained networks."""
-    return [FBP(op), *trained_reconstructors(ctx, op)]
+    """The methods every stage evaluates: FBP of the measured views, the trained networks,
+    then the external reconstructors of the config."""
+    return [
+        FBP(op),
+        *trained_reconstructors(ctx, op),
+        *external_reconstructors(ctx.cfg, op, ctx.device),
+    ]
 
 
 def slice_labels(part: SimulatedSlices) -> list[str]:

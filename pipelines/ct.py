@@ -60,11 +60,11 @@ def ct_stages() -> list[Stage]:
             depends_on=("simulate",),
             distributed=True,
         ),
-        Stage("evaluate", evaluate.run, config_keys=(), depends_on=("train",)),
+        Stage("evaluate", evaluate.run, config_keys=("reconstructors",), depends_on=("train",)),
         Stage(
             "attack",
             attack.run,
-            config_keys=("attack",),
+            config_keys=("attack", "reconstructors"),
             depends_on=("train",),
             enabled=lambda cfg: cfg.attack.enabled,
             distributed=True,
@@ -72,7 +72,7 @@ def ct_stages() -> list[Stage]:
         Stage(
             "instability",
             instability.run,
-            config_keys=("instability", "attack"),
+            config_keys=("instability", "attack", "reconstructors"),
             depends_on=("train",),
             enabled=lambda cfg: cfg.instability.enabled,
         ),

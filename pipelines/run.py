@@ -19,6 +19,7 @@ import torch
 from ctrobust.config import RunConfig
 from ctrobust.distributed import backend_for, is_main, launch
 from ctrobust.runtime import tune_cpu_runtime
+from pipelines.builders import check_external_reconstructors
 from pipelines.ct import stages_for
 from pipelines.logs import setup_logging
 from pipelines.runner import RunContext, Runner, resolve_device
@@ -34,6 +35,7 @@ def _execute(cfg: RunConfig, run_dir: Path, quiet: bool, debug: bool) -> dict[st
     # become one unreadable line per bar
     bars = not quiet and sys.stderr.isatty()
     ctx = RunContext(cfg=cfg, run_dir=run_dir, device=device, log=log, show_progress=bars)
+    check_external_reconstructors(cfg, device)  # shapes, units, gradients: before any work
     return Runner(stages_for(cfg), ctx).run()
 
 

@@ -27,6 +27,7 @@ import torch
 import ctrobust
 from ctrobust.config import RunConfig
 from ctrobust.distributed import barrier, is_main, world_size
+from ctrobust.reconstructors.external import declared_files
 from ctrobust.runfiles import atomic_write_json
 from pipelines.debris import remove_debris
 
@@ -85,9 +86,15 @@ def _config_section(cfg: RunConfig, dotted: str) -> Any:
     return node
 
 
-def fingerprint(stage: Stage, cfg: RunConfig, upstream: dict[str, str]) -> str:
+def fingerprint(
+    stage: Stage, cfg: RunConfig, upstream: dict[str, str], files: list[dict] | None = None
+) -> str:
     """Hash of the config sections a stage reads, its inputs' digest, its dependencies' hashes
-    and the code version."""
+    and the code version.
+
+    A stage that reads ``reconstructors`` also hashes the models' checksums (``files``), so a
+    model replaced at the same path is evaluated again.
+    """
     payload = {
         "stage": stage.name,
         "version": ctrobust.__version__,
@@ -96,6 +103,8 @@ def fingerprint(stage: Stage, cfg: RunConfig, upstream: dict[str, str]) -> str:
     }
     if stage.inputs is not None:
         payload["inputs"] = stage.inputs(cfg)
+    if files and "reconstructors" in stage.config_keys:
+        payload["files"] = [entry["sha256"] for entry in files]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -165,6 +174,7 @@ class Runner:
             "seed": ctx.cfg.seed,
             "device": str(ctx.device),
             "processes": world_size(),
+            "reconstructors": declared_files(ctx.cfg.reconstructors),
             "stages": {},
         }
 
@@ -204,7 +214,7 @@ class Runner:
             if not stage.enabled(self.ctx.cfg):
                 entry.update(status="disabled")
                 continue
-            fp = fingerprint(stage, self.ctx.cfg, upstream)
+            fp = fingerprint(stage, self.ctx.cfg, upstream, self.record["reconstructors"])
             upstream[stage.name] = fp
             self.ctx.fingerprints[stage.name] = fp
             out = self.ctx.stage_dir(stage.name)

@@ -1,4 +1,8 @@
-"""The reconstructors under test: one type for FBP, TV, SIRT, trained and external networks."""
+"""The reconstructors under test: one type for FBP, TV, SIRT, trained and external networks.
+
+External models (``reconstructors.external``) are imported from there: loading them pulls in
+the config and, for ONNX, onnx2torch.
+"""
 
 from .base import Geometry, MethodId, MethodKind, Provenance, Reconstructor, sha256_of
 from .classical import FBP, SIRT, TV, UnrolledTV

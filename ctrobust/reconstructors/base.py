@@ -101,6 +101,11 @@ class Reconstructor(nn.Module):
     def geometry(self) -> Geometry:
         return Geometry.of(self.operator)
 
+    @property
+    def fixed_geometry(self) -> bool:
+        """Whether :meth:`for_operator` refuses: the method runs only at its own geometry."""
+        return type(self).for_operator is Reconstructor.for_operator
+
     def forward(self, y: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ctrobust.results import DataResult
 
-from .html import Markup, Section, facts, fmt, paragraph, table
+from .html import Markup, Section, esc, facts, fmt, paragraph, table
 from .rundata import RunData
 
 SIMULATED_NOTICE = (
@@ -126,9 +126,46 @@ def header_section(data: RunData, names: Pseudonyms) -> Section:
     if versions:
         rows.append(("Versions", ", ".join(f"{k} {v}" for k, v in versions.items())))
     body = [paragraph(SIMULATED_NOTICE, "banner"), facts(rows)]
+    body.append(_methods_table(data))
     body.append(_series_table(data, names))
     body.append(_stage_table(data))
     return Section("run", "Run, data and method", Markup("".join(body)))
+
+
+def _weights_file(data: RunData, path: str | None) -> str:
+    """A weights file relative to the run folder when the run wrote it, else as declared."""
+    if not path:
+        return "–"
+    try:
+        return str(Path(path).resolve().relative_to(data.run_dir.resolve()))
+    except ValueError:
+        return path
+
+
+def _methods_table(data: RunData) -> Markup:
+    """Every reconstructor under test with its provenance and the weights' SHA-256."""
+    methods = data.metrics.methods or {}
+    if not methods:
+        return Markup("")
+    rows = [
+        [
+            name,
+            str(info.kind),
+            info.what,
+            _weights_file(data, info.weights),
+            Markup(f'<code style="word-break: break-all">{esc(info.sha256)}</code>')
+            if info.sha256
+            else "–",
+        ]
+        for name, info in methods.items()
+    ]
+    return table(
+        ["Method", "Kind", "What it is", "Weights", "SHA-256 of the weights"],
+        rows,
+        table_id="methods-table",
+        caption="Reconstructors under test and where they come from (run.json lists the "
+        "external models' files with the same checksums).",
+    )
 
 
 def _series_table(data: RunData, names: Pseudonyms) -> Markup:

@@ -139,6 +139,8 @@ def _short(data: RunData, method: str) -> str:
     """Row label short enough for the side of a panel: name, then 'network, <scheme>'."""
     if not data.is_network(method):
         return data.method_label(method)
+    if method not in data.schemes:
+        return f"{method}\nexternal"
     kind = data.schemes[method].replace("_", " ")
     return f"{method}\nnetwork" + (f", {kind}" if kind and kind != method else "")
 

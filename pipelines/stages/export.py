@@ -18,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
+import ctrobust
 from ctrobust.physics.units import relative_to_hu
-from ctrobust.results import ExportResult, Metrics
+from ctrobust.reconstructors import MethodKind
+from ctrobust.results import ExportResult, MethodInfo, Metrics
 from ctrobust.runfiles import atomic_write_json, load_tensors
 from dicom_io import (
     derived_text,
@@ -27,6 +29,7 @@ from dicom_io import (
     write_nifti,
     write_series,
 )
+from dicom_io.equipment import Contribution
 from pipelines.builders import deidentifier, load_simulated
 from pipelines.runner import RunContext
 
@@ -35,6 +38,29 @@ def _folder_name(series_key: str, ordinal: int) -> str:
     """Short, filesystem-safe series folder name: ordinal plus the (exported) UID's last digits."""
     tail = re.sub(r"[^0-9A-Za-z]+", "", series_key)[-8:]
     return f"s{ordinal:02d}_{tail}"
+
+
+def _provenance(method: str, info: MethodInfo) -> tuple[str, list[Contribution]]:
+    """What DerivationDescription adds about the reconstructor, and the contributing software:
+    ctrobust (simulation, attack, export) and the reconstructor with its weights' SHA-256."""
+    weights = f"weights {Path(info.weights).name} SHA-256 {info.sha256}" if info.sha256 else ""
+    text = f" Reconstructor {method}: {info.what}" + (f"; {weights}." if weights else ".")
+    maker = "unknown (external model)" if info.kind == MethodKind.EXTERNAL else "ctrobust"
+    contributions = [
+        Contribution(
+            "ctrobust",
+            "ctrobust",
+            "simulated the sinogram from the source slice, perturbed it and exported the images",
+            software_version=ctrobust.__version__,
+        ),
+        Contribution(
+            maker,
+            method,
+            f"reconstructed the images: {info.what}" + (f"; {weights}" if weights else ""),
+            serial_number=info.sha256,
+        ),
+    ]
+    return text, contributions
 
 
 def _volumes(
@@ -90,9 +116,11 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
         grid = source.grid.select(slice_indices).resampled(ctx.cfg.data.n, ctx.cfg.data.n)
         kinds = []
         for method in networks:
+            provenance, contributions = _provenance(method, described.methods[method])
             for kind, (volume, eps) in _volumes(ctx, method, rows).items():
                 base_kind = kind.removeprefix(f"{method}_")
                 description, derivation = derived_text(base_kind, method, eps)
+                derivation += provenance
                 if cfg.dicom:
                     write_series(
                         volume,
@@ -106,6 +134,7 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
                         deidentify=deid,
                         series_number=series_number,
                         overwrite=True,
+                        contributions=contributions,
                     )
                     series_number += 1
                 if cfg.nifti:

@@ -168,10 +168,11 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
         ctx.cfg.physics.mu_water_per_mm,
         ctx.cfg.seed,
     )
+    fixed = [f.name for f in methods if f.fixed_geometry]  # e.g. a sinogram-input model
     with torch.no_grad():
         details, detail_images = _details(ctx, reconstructors, op, test, measure)
         sweep = more_views_sweep(
-            reconstructors,
+            {name: f for name, f in reconstructors.items() if name not in fixed},
             test.x_true.to(ctx.device),
             views=cfg.views,
             reference=test.x_gt.to(ctx.device),
@@ -181,7 +182,12 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     more_views = MoreViewsResult(
         views=sweep["views"],
         note=f"sinograms simulated from the same slices at each view count with the run's noise "
-        f"model; scored against the {ctx.cfg.physics.gt_views}-view FBP; {sweep['data_range']}",
+        f"model; scored against the {ctx.cfg.physics.gt_views}-view FBP; {sweep['data_range']}"
+        + (
+            f"; not swept (they run at {op.n_views} views only): {', '.join(fixed)}"
+            if fixed
+            else ""
+        ),
         methods={
             name: {
                 "psnr": m["psnr_mean"],
