@@ -29,6 +29,7 @@ from ctrobust.training.supervised import (
     attach_epoch_seeding,
     create_evaluator,
     create_supervised_trainer,
+    view_symmetries,
 )
 from dicom_io.atomic import write_text_atomic
 
@@ -80,7 +81,11 @@ def _build_engine(
             optimizer,
             device=device,
             seed=cfg.seed,
-            augment=cfg.train.augment,
+            augment=(
+                view_symmetries(cfg.physics.views, cfg.physics.gt_views)
+                if cfg.train.augment
+                else ()
+            ),
             penalty=_penalty(scheme),
         )
         extra: dict[str, object] = {}
