@@ -63,6 +63,17 @@ def _penalty(scheme: SchemeConfig) -> Penalty | None:
     return lambda net: parseval_penalty(net, scheme.parseval_beta)
 
 
+def _optimizer(scheme: SchemeConfig, cfg: RunConfig, net: ResidualUNet) -> torch.optim.Optimizer:
+    """Adam from ``train`` for the supervised schemes; the paper's for the adversarial one."""
+    if scheme.scheme == "adversarial":
+        from ctrobust.training.adversarial_setup import adversarial_f_optimizer
+
+        return adversarial_f_optimizer(scheme, net)
+    return torch.optim.Adam(
+        net.parameters(), lr=cfg.train.lr, betas=cfg.train.betas, weight_decay=scheme.weight_decay
+    )
+
+
 def _build_engine(
     scheme: SchemeConfig,
     cfg: RunConfig,
@@ -120,9 +131,7 @@ def train_scheme(
         cfg.model.channels, num_res_units=cfg.model.num_res_units, dropout=cfg.model.dropout
     )
     net.to(device)
-    optimizer = torch.optim.Adam(
-        net.parameters(), lr=cfg.train.lr, betas=cfg.train.betas, weight_decay=scheme.weight_decay
-    )
+    optimizer = _optimizer(scheme, cfg, net)
     epochs = cfg.train.epochs
     schedule = (
         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
