@@ -135,6 +135,9 @@ class AdversarialConfig(_Strict):
     warmup_epochs: Annotated[int, Field(ge=0)] = 5
     g_hidden: list[PositiveInt] = Field(default_factory=lambda: [256, 256, 256, 256, 256])
     g_lr: PositiveFloat = 1e-4
+    f_lr: PositiveFloat = Field(
+        1e-4, description="f's learning rate; f uses the paper's Adam(betas=(0.5, 0.999))"
+    )
 
 
 class _Scheme(_Strict):

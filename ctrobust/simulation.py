@@ -164,22 +164,43 @@ def simulate(
     )
 
 
+def _held_out_count(fraction: float, available: int, keep: int) -> int:
+    """Round ``fraction * available``, at least 1 when the fraction is positive, leaving
+    ``keep`` behind."""
+    if fraction <= 0:
+        return 0
+    return min(available - keep, max(1, round(fraction * available)))
+
+
 def split_indices(
     meta: Sequence[dict[str, object]], test_fraction: float, val_fraction: float
 ) -> dict[str, list[int]]:
     """Train/val/test split by patient when there are several, else by slice blocks.
 
-    With >= 2 patients the last patients (sorted by key) are held out, so a test
-    slice never shares a patient with a training slice. With one patient the
-    split is by contiguous blocks along z (test last): honest about being the
-    same patient, and recorded as such in the run's metrics.
+    With >= 2 patients the last patients (sorted by key) are held out for test, so a test
+    slice never shares a patient with a training slice. With >= 3 patients validation is
+    patient-disjoint too: the last ``val_fraction`` of the remaining patients (at least one
+    when ``val_fraction > 0``, never all), so the validation score that
+    guides training measures generalisation to new patients, as the test does. With two
+    patients validation is the last slices of the training patient, and with one patient the
+    whole split is by contiguous blocks along z (test last): honest about being the same
+    patient, and what :func:`patients_in_several_splits` reports.
     """
     patients = sorted({str(m["patient"]) for m in meta})
     if len(patients) >= 2:
-        n_test = min(len(patients) - 1, max(1, round(test_fraction * len(patients))))
+        n_test = _held_out_count(test_fraction, len(patients), keep=1)
         test_patients = set(patients[-n_test:])
-        rest = [i for i, m in enumerate(meta) if str(m["patient"]) not in test_patients]
+        rest_patients = patients[:-n_test]
         test = [i for i, m in enumerate(meta) if str(m["patient"]) in test_patients]
+        rest = [i for i, m in enumerate(meta) if str(m["patient"]) not in test_patients]
+        if len(rest_patients) >= 2:
+            n_val = _held_out_count(val_fraction, len(rest_patients), keep=1)
+            val_patients = set(rest_patients[len(rest_patients) - n_val :])
+            val = [i for i in rest if str(meta[i]["patient"]) in val_patients]
+            train = [i for i in rest if str(meta[i]["patient"]) not in val_patients]
+            if not train:
+                raise ValueError("the split leaves no training slices: lower data.test_fraction")
+            return {"train": train, "val": val, "test": test}
     else:
         n_test = max(1, math.ceil(test_fraction * len(meta)))
         rest, test = list(range(len(meta) - n_test)), list(range(len(meta) - n_test, len(meta)))
@@ -189,3 +210,18 @@ def split_indices(
     if not train:
         raise ValueError("the split leaves no training slices: lower data.test_fraction")
     return {"train": train, "val": val, "test": test}
+
+
+def patients_in_several_splits(
+    split: dict[str, Sequence[int]], meta: Sequence[dict[str, object]]
+) -> dict[str, list[str]]:
+    """Patients whose slices lie in more than one split, each with the splits it is in.
+
+    Empty exactly when the split is patient-disjoint; a report states that from this, not
+    from a fixed sentence.
+    """
+    where: dict[str, set[str]] = {}
+    for name, indices in split.items():
+        for i in indices:
+            where.setdefault(str(meta[i]["patient"]), set()).add(name)
+    return {p: sorted(names) for p, names in sorted(where.items()) if len(names) > 1}

@@ -216,13 +216,18 @@ def test_image_domain_ascent_on_a_stable_map_reaches_nothing(linear_case):
     assert bool((result.iterations == -1).all())
 
 
-def test_gaussian_control_is_reproducible_and_keeps_the_artefact(fbp_case):
+@pytest.mark.parametrize("space", ["measurement", "image"])
+def test_gaussian_control_is_reproducible_and_keeps_the_artefact(fbp_case, space):
     net, op, y, x = fbp_case
     ascent = image_domain_ascent(net, op.A, y, x, lam=0.1, step=0.01, n_iter=100)
     r1 = ascent.perturbations[:, 0]
-    first = gaussian_control(r1, net, y, op.A, x, generator=torch.Generator().manual_seed(5))
-    second = gaussian_control(r1, net, y, op.A, x, generator=torch.Generator().manual_seed(5))
-    other = gaussian_control(r1, net, y, op.A, x, generator=torch.Generator().manual_seed(6))
+
+    def control(seed: int):
+        gen = torch.Generator().manual_seed(seed)
+        return gaussian_control(r1, net, y, op.A, x, space=space, generator=gen)
+
+    first, second, other = control(5), control(5), control(6)
+    assert first.space == space
     assert torch.equal(first.noise, second.noise)
     assert torch.equal(first.error_with, second.error_with)
     assert not torch.equal(first.noise, other.noise)
@@ -235,6 +240,42 @@ def test_gaussian_control_is_reproducible_and_keeps_the_artefact(fbp_case):
     )
     assert bool((gain > 0.8 * (first.error_without - ascent.clean_error)).all())
     assert bool((gain > 5 * noise_gain.abs()).all())
+
+
+def _high_frequency_share(images: torch.Tensor) -> float:
+    """Share of the spectral energy outside the central half of each axis' frequencies."""
+    power = torch.fft.fftshift(torch.fft.fft2(images.double()).abs() ** 2, dim=(-2, -1))
+    n = images.shape[-1]
+    low = power[..., n // 4 : 3 * n // 4, n // 4 : 3 * n // 4].sum()
+    return float(1 - low / power.sum())
+
+
+def test_measurement_space_control_is_the_back_projection_of_sinogram_noise(fbp_case):
+    """Antun Fig. 2: v = A^T e with e ~ N(0, I) on the sinogram, rescaled to ||r1|| / 4; for
+    CT that v is low-pass, unlike white pixel noise of the same norm."""
+    net, op, y, x = fbp_case
+    r1 = 0.01 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    by_autograd = gaussian_control(r1, net, y, op.A, x, generator=torch.Generator().manual_seed(3))
+    explicit = gaussian_control(
+        r1, net, y, op.A, x, adjoint_op=op.A_adjoint, generator=torch.Generator().manual_seed(3)
+    )
+    e = torch.randn(y.shape, generator=torch.Generator().manual_seed(3))
+    expected = op.A_adjoint(e)
+    expected = (
+        expected
+        * (0.25 * r1.flatten(1).norm(dim=1) / expected.flatten(1).norm(dim=1))[:, None, None, None]
+    )
+    assert torch.allclose(by_autograd.noise, expected, rtol=1e-5, atol=1e-7)
+    assert torch.allclose(explicit.noise, expected, rtol=1e-5, atol=1e-7)
+    white = gaussian_control(
+        r1, net, y, op.A, x, space="image", generator=torch.Generator().manual_seed(3)
+    )
+    assert torch.allclose(white.noise.flatten(1).norm(dim=1), expected.flatten(1).norm(dim=1))
+    share_back, share_white = _high_frequency_share(expected), _high_frequency_share(white.noise)
+    print(f"\nhigh-frequency share: A^T e {share_back:.3f}, white {share_white:.3f}")
+    assert share_back < 0.5 * share_white
+    with pytest.raises(ValueError, match="space"):
+        gaussian_control(r1, net, y, op.A, x, space="sinogram")
 
 
 def test_rho_hat_and_slice_quality(rng):

@@ -61,7 +61,13 @@ def test_water_level_is_papers_formula_at_the_consistent_m(problem) -> None:
     wl = water_filling(problem.S, LAM, EPS)
     ascending = np.sort(problem.S)
     assert wl.m == 3
-    assert wl.level == pytest.approx(paper_level(problem.S, wl.m, LAM, EPS), rel=1e-14)
+    # eq. (9) at that m against an optimiser that knows nothing of water levels (SLSQP on the
+    # epigraph of max q^2): its m largest entries are the level
+    numerical = np.sort(solve_diagonal(problem.S, LAM, EPS))
+    np.testing.assert_allclose(
+        numerical[-wl.m :], paper_level(problem.S, wl.m, LAM, EPS), atol=1e-6
+    )
+    assert numerical[-wl.m - 1] < wl.level - 1e-3  # and the next one is not clipped
     assert 1 / ascending[wl.m] <= wl.level < 1 / ascending[wl.m - 1]
     np.testing.assert_allclose(np.sort(wl.q)[-wl.m :], wl.level)
     # Eq. (9) with m = 2 (the two replaced values) is not a consistent water level: its
@@ -148,7 +154,6 @@ def test_run_linear_theory_small() -> None:
     )
     assert out["numerical_check"]["full_max_abs_diff"] < 1e-6
     assert out["numerical_check"]["diagonal_max_abs_diff"] < 1e-6
-    assert out["closed_form"]["level"] == pytest.approx(out["closed_form"]["paper_formula_level"])
     assert set(out["trained"]) == {"shared"}
     assert {"rel_err_fro", "rel_err_spec", "residual_ratio", "kappa_B", "kappa_B_hat"} <= set(
         out["trained"]["shared"]

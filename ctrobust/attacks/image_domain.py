@@ -3,7 +3,9 @@
 r maximises Q(r) = 1/2 ||f(y + A r) - x||^2 - lam/2 ||r||^2 by gradient ascent with (heavy-ball)
 momentum. The ascent is stopped early at three iterates r1, r2, r3 of increasing norm, which show
 how the artefact grows; :func:`gaussian_control` then adds noise of norm ||r1||/4 to r1 to test
-whether the artefact survives (Antun Fig. 2: the instability is itself stable).
+whether the artefact survives (Antun Fig. 2: the instability is itself stable). As in Fig. 2 the
+noise is drawn in the measurement space and brought to the image by the adjoint, v = A^T e;
+white image-domain noise is kept as a labelled variant.
 
 Antun's own form measures ||f(y + A r) - f(y)||; pass ``x_true = f(y)`` to get it.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -27,6 +30,7 @@ from ctrobust.attacks._ball import (
 from ctrobust.attacks.pga import Reconstructor
 
 ForwardOp = Callable[[Tensor], Tensor]
+NoiseSpace = Literal["measurement", "image"]
 
 #: Number of early-stopped iterates returned (r1 < r2 < r3).
 N_RECORDED = 3
@@ -65,16 +69,19 @@ class ImageDomainResult:
 
 @dataclass(frozen=True)
 class GaussianControlResult:
-    """Errors with r1 alone, with r1 + e (||e|| = scale ||r1||) and with e alone; batch-first.
+    """Errors with r1 alone, with r1 + v (||v|| = scale ||r1||) and with v alone; batch-first.
 
     Attributes:
+        space: where the noise was drawn: ``"measurement"`` (v = A^T e, e ~ N(0, I) on the
+            sinogram, Antun Fig. 2) or ``"image"`` (v white Gaussian on the pixels).
         error_without: ||f(y + A r1) - x||, (B,).
-        error_with: ||f(y + A (r1 + e)) - x||, (B,).
-        error_noise_only: ||f(y + A e) - x||, (B,): what the noise does by itself.
-        noise: e, shaped like r1.
-        reconstruction_with: f(y + A (r1 + e)).
+        error_with: ||f(y + A (r1 + v)) - x||, (B,).
+        error_noise_only: ||f(y + A v) - x||, (B,): what the noise does by itself.
+        noise: the image-domain perturbation v, shaped like r1.
+        reconstruction_with: f(y + A (r1 + v)).
     """
 
+    space: NoiseSpace
     error_without: Tensor
     error_with: Tensor
     error_noise_only: Tensor
@@ -204,6 +211,18 @@ def image_domain_ascent(
     )
 
 
+def _adjoint_of(forward_op: ForwardOp, like_image: Tensor) -> ForwardOp:
+    """A^T of a linear, differentiable ``forward_op`` by autograd (exact for a linear map)."""
+
+    def adjoint(e: Tensor) -> Tensor:
+        with torch.enable_grad():
+            probe = torch.zeros_like(like_image, requires_grad=True)
+            (back,) = torch.autograd.grad(forward_op(probe), probe, grad_outputs=e)
+        return back
+
+    return adjoint
+
+
 @torch.no_grad()
 def gaussian_control(
     r1: Tensor,
@@ -213,27 +232,42 @@ def gaussian_control(
     x_true: Tensor,
     *,
     scale: float = 0.25,
+    space: NoiseSpace = "measurement",
+    adjoint_op: ForwardOp | None = None,
     generator: torch.Generator | None = None,
 ) -> GaussianControlResult:
-    """Antun Fig. 2 control: add Gaussian e with ||e_i|| = scale * ||r1_i|| to r1.
+    """Antun Fig. 2 control: add Gaussian v with ||v_i|| = scale * ||r1_i|| to r1.
 
-    If the error with r1 + e stays close to the error with r1 (and well above the error with e
+    If the error with r1 + v stays close to the error with r1 (and well above the error with v
     alone), the artefact is not a knife-edge: a ball of perturbations around r1 produces it.
-    The noise is drawn in the image domain and passed through A like r1.
+
+    ``space="measurement"`` follows Fig. 2: e ~ N(0, I) shaped like y, v = A^T e (for CT a
+    low-pass image: back projection smooths), then rescaled. ``space="image"`` draws v as white
+    pixel noise, which A mostly maps to high detector frequencies; both pass through A like r1.
 
     Args:
         r1: image-domain perturbation (B,1,N,N), e.g. ``result.perturbations[:, 0]``.
         f: reconstructor, sinogram -> image.
         y: clean measurements (B,1,V,D).
-        forward_op: image -> sinogram map.
+        forward_op: image -> sinogram map (linear, e.g. ``op.A``).
         x_true: reference images.
-        scale: ||e|| / ||r1|| (Antun: 1/4).
-        generator: source of e; None means a CPU generator seeded 0.
+        scale: ||v|| / ||r1|| (Antun: 1/4).
+        space: ``"measurement"`` (Fig. 2) or ``"image"`` (white pixel noise).
+        adjoint_op: A^T (e.g. ``op.A_adjoint``); None takes it from ``forward_op`` by autograd.
+        generator: source of the noise; None means a CPU generator seeded 0.
     """
+    if space not in ("measurement", "image"):
+        raise ValueError(f"space must be 'measurement' or 'image', got {space!r}")
     gen = default_generator(generator)
-    noise = scale_to_norm(gaussian_like(r1, gen), scale * sample_norms(r1))
+    if space == "measurement":
+        adjoint = adjoint_op if adjoint_op is not None else _adjoint_of(forward_op, r1)
+        direction = adjoint(gaussian_like(y, gen))
+    else:
+        direction = gaussian_like(r1, gen)
+    noise = scale_to_norm(direction, scale * sample_norms(r1))
     recon_with = f(y + forward_op(r1 + noise))
     return GaussianControlResult(
+        space=space,
         error_without=reconstruction_error(f(y + forward_op(r1)), x_true),
         error_with=reconstruction_error(recon_with, x_true),
         error_noise_only=reconstruction_error(f(y + forward_op(noise)), x_true),

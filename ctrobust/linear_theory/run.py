@@ -80,7 +80,6 @@ def run_linear_theory(
         "closed_form": {
             "m": wl.m,
             "level": wl.level,
-            "paper_formula_level": paper_level(S, wl.m, lam, eps),
             "q": wl.q.tolist(),
             "kappa_B": condition_number(B),
             "objective": shared_delta_objective(B, A, lam, eps),

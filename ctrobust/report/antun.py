@@ -88,8 +88,9 @@ def _image_domain(data: RunData, names_of) -> tuple[list[Markup], bool]:
         )
         g = m.gaussian_control
         caption += (
-            f" Stability control: adding Gaussian noise of norm {fmt(g.noise_norm, 3)}"
-            f" (¼‖r1‖) to r1 changes the error from {fmt(g.error_r1, 4)} to "
+            f" Stability control (Antun Fig. 2): Gaussian noise e drawn on the sinogram and "
+            f"back-projected, v = Aᵀe, scaled to ¼‖r1‖ = {fmt(g.noise_norm, 3)}; adding it"
+            f" to r1 changes the error from {fmt(g.error_r1, 4)} to "
             f"{fmt(g.error_r1_plus_noise, 4)}."
         )
         if scheme in cached:

@@ -17,10 +17,13 @@ During the first ``warmup_epochs`` epochs only the clean term trains f and G is 
 
 Conventions (documented choices):
 
-* Norms are per sample. ``||f(y) - x||^2`` is summed over a sample's elements
-  (``reduction="sum"``, the paper's squared l2 norm) or averaged over them
-  (``reduction="mean"``, per-pixel MSE, the scale of the supervised trainer); either way
-  it is then averaged over the batch. The hinge always uses the true ||G(y)||^2.
+* Norms are per sample, then averaged over the batch. ``reduction="sum"`` is the paper's
+  objective itself: squared l2 norms. ``reduction="mean"`` divides every term of eq. 6 (both
+  reconstruction terms *and* the hinge) by the number of elements of one image x, i.e. it is
+  the paper's objective times one constant: the reconstruction terms become per-pixel MSE (the
+  scale of the supervised trainer) and lam1, lam2 keep the paper's meaning whatever the
+  reduction. (Before, only the reconstruction terms were divided, so |lam2| / lam1 was the
+  pixel count times the paper's ratio: 16 384 at n = 128.)
 * The hinge is ``max(0, ||G(y)||^2 - eps^2)``: the paper writes ``- eps`` against the squared
   norm, but states the constraint as ||G(y)||_2 <= eps and evaluates robustness on the
   eps-ball (eq. 7), so eps^2 puts the kink exactly on that ball. For an f whose loss grows
@@ -40,7 +43,8 @@ Conventions (documented choices):
   CPU can set it at process start, before torch starts its thread pool, or run tiny models
   single-threaded).
 * The optimisers are built by the caller; the paper uses Adam(lr=1e-4, betas=(0.5, 0.999))
-  for both (``paper_adam``).
+  for both (``paper_adam``). Adam is invariant to a constant factor on the loss, so with it
+  the two reductions give the same iterates (up to Adam's epsilon).
 """
 
 from __future__ import annotations
@@ -77,6 +81,21 @@ def per_sample_sq_error(
 def per_sample_sq_norm(t: torch.Tensor) -> torch.Tensor:
     """||t_i||^2 of each sample: shape (B,)."""
     return (t.flatten(1) ** 2).sum(1)
+
+
+def reduction_scale(x: torch.Tensor, reduction: Reduction) -> float:
+    """Factor that turns eq. 6's squared norms into the engine's units: 1 for ``"sum"``,
+    1 / (elements of one image) for ``"mean"``, the factor :func:`per_sample_sq_error` applies
+    to the reconstruction terms, so applying it to the hinge too keeps lam1 and lam2 the
+    paper's values."""
+    return 1.0 if reduction == "sum" else 1.0 / x[0].numel()
+
+
+def per_sample_hinge(
+    delta: torch.Tensor, budget_sq: torch.Tensor, x: torch.Tensor, reduction: Reduction
+) -> torch.Tensor:
+    """max(0, ||delta_i||^2 - budget_i^2) of each sample in the engine's units: shape (B,)."""
+    return torch.relu(per_sample_sq_norm(delta) - budget_sq) * reduction_scale(x, reduction)
 
 
 def create_adversarial_trainer(
@@ -160,7 +179,7 @@ def create_adversarial_trainer(
     def _g_objective(y: torch.Tensor, x: torch.Tensor, budget_sq: torch.Tensor) -> torch.Tensor:
         delta = G(y)
         rec = per_sample_sq_error(f(y + delta), x, reduction)
-        hinge = torch.relu(per_sample_sq_norm(delta) - budget_sq)
+        hinge = per_sample_hinge(delta, budget_sq, x, reduction)
         return (lam1 * rec + lam2 * hinge).mean()
 
     def update(engine: Engine, batch: Batch) -> dict[str, float]:

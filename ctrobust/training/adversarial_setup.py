@@ -13,6 +13,12 @@ from ctrobust.simulation import SimulatedSlices
 from ctrobust.training.adversarial import create_adversarial_trainer, paper_adam
 
 
+def adversarial_f_optimizer(scheme: AdversarialScheme, net: torch.nn.Module) -> torch.optim.Adam:
+    """f's optimiser in the adversarial scheme: the paper's Adam(betas=(0.5, 0.999)) at the
+    scheme's ``f_lr`` (paper: 1e-4)."""
+    return paper_adam(net.parameters(), lr=scheme.adversarial.f_lr)
+
+
 def build_adversarial_engine(
     scheme: AdversarialScheme,
     cfg: RunConfig,
@@ -23,9 +29,10 @@ def build_adversarial_engine(
 ) -> tuple[Engine, dict[str, object]]:
     """The Algorithm 1 engine on (y, x_gt) batches and the generator state to checkpoint.
 
-    f's loss is the per-pixel mean squared error (``reduction="mean"``), the scale of
-    the plain supervised trainer, so that schemes compared in one config share the
-    learning rate; G is the paper's fully connected network on the sinogram.
+    Eq. 6 is divided by the pixel count (``reduction="mean"``: all three terms, so lam1 and
+    lam2 are the paper's), which puts the logged losses on the per-pixel MSE scale of the plain
+    scheme; G is the paper's fully connected network on the sinogram. ``optimizer`` is f's,
+    from :func:`adversarial_f_optimizer` in a pipeline run.
     """
     adv = scheme.adversarial
     G = PerturbationGenerator(

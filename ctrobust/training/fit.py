@@ -34,6 +34,7 @@ from ctrobust.training.supervised import (
     attach_epoch_seeding,
     create_evaluator,
     create_image_trainer,
+    view_symmetries,
 )
 
 CHECKPOINT_PATTERN = re.compile(r"checkpoint_(\d+)\.pt$")
@@ -101,6 +102,20 @@ def _penalty(scheme: SchemeConfig) -> Penalty | None:
     return lambda net: parseval_penalty(net, scheme.parseval_beta)
 
 
+def _optimizer(scheme: SchemeConfig, cfg: RunConfig, net: ResidualUNet) -> torch.optim.Optimizer:
+    """Adam from ``train`` for the supervised schemes; the paper's for the adversarial one."""
+    if scheme.scheme == "adversarial":
+        from ctrobust.training.adversarial_setup import adversarial_f_optimizer
+
+        return adversarial_f_optimizer(scheme, net)
+    return torch.optim.Adam(
+        net.parameters(),
+        lr=cfg.train.lr,
+        betas=cfg.train.betas,
+        weight_decay=getattr(scheme, "weight_decay", 0.0),
+    )
+
+
 def _build_engine(
     scheme: SchemeConfig,
     cfg: RunConfig,
@@ -119,7 +134,11 @@ def _build_engine(
             optimizer,
             device=device,
             seed=cfg.seed,
-            augment=cfg.train.augment,
+            augment=(
+                view_symmetries(cfg.physics.views, cfg.physics.gt_views)
+                if cfg.train.augment
+                else ()
+            ),
             penalty=_penalty(scheme),
         )
         extra: dict[str, object] = {}
@@ -167,10 +186,7 @@ def train_scheme(
     torch.manual_seed(cfg.seed)
     net = build_network()  # after seeding: the same initial weights on every (re-)run
     net.to(device)
-    weight_decay = scheme.weight_decay if scheme.scheme == "weight_decay" else 0.0
-    optimizer = torch.optim.Adam(
-        net.parameters(), lr=cfg.train.lr, betas=cfg.train.betas, weight_decay=weight_decay
-    )
+    optimizer = _optimizer(scheme, cfg, net)
     epochs = cfg.train.epochs
     schedule = _epoch_schedule(
         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)

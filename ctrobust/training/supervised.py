@@ -9,7 +9,7 @@ so a run resumed from a checkpoint sees the same batches as an uninterrupted one
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import torch
@@ -23,19 +23,48 @@ from ctrobust.metrics import DATA_RANGE
 Penalty = Callable[[nn.Module], torch.Tensor]
 
 
-def random_dihedral(*images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-    """Apply one random flip/rot90 (of the 8) to every tensor alike, per batch.
+Symmetry = tuple[int, bool]
+"""A symmetry of the pixel grid: ``k`` quarter turns (``torch.rot90``), then a left-right flip."""
 
-    Valid for parallel-beam CT: rotating or mirroring the object permutes views
-    and detector bins, so input/target pairs stay physically consistent.
+_HALF_TURNS: tuple[Symmetry, ...] = ((0, False), (2, False), (0, True), (2, True))
+_QUARTER_TURNS: tuple[Symmetry, ...] = ((1, False), (3, False), (1, True), (3, True))
+
+
+def view_symmetries(*view_counts: int) -> tuple[Symmetry, ...]:
+    """Grid symmetries that map the view set of every given view count onto itself.
+
+    Views are uniform in [0, pi) with step pi / V (``physics.sparse_projector.view_angles``)
+    and the detector is centred on the rotation axis. A flip maps the view at angle t to the
+    one at pi - t and a half turn maps it to t + pi (the same line, detector reversed), so these
+    four symmetries (identity, half turn, two mirrors) are exact for every V. A quarter turn
+    maps t to t + pi/2, which lands on a view only when pi/2 is a whole number of view steps,
+    i.e. V even; otherwise the rotated image carries the streaks of a view set shifted by half
+    a step, and a network trained on it learns the wrong artefacts.
     """
-    k = int(torch.randint(0, 4, (1,), generator=generator))
-    flip = bool(torch.randint(0, 2, (1,), generator=generator))
-    out = []
-    for image in images:
-        image = torch.rot90(image, k, dims=(-2, -1))
-        out.append(torch.flip(image, dims=(-1,)) if flip else image)
-    return tuple(out)
+    if any(v < 1 for v in view_counts):
+        raise ValueError(f"view counts must be positive, got {view_counts}")
+    if all(v % 2 == 0 for v in view_counts):
+        return _HALF_TURNS + _QUARTER_TURNS
+    return _HALF_TURNS
+
+
+def apply_symmetry(image: torch.Tensor, symmetry: Symmetry) -> torch.Tensor:
+    """The image (..., N, N) under ``symmetry`` (quarter turns, then an optional mirror)."""
+    k, flip = symmetry
+    image = torch.rot90(image, k, dims=(-2, -1)) if k else image
+    return torch.flip(image, dims=(-1,)) if flip else image
+
+
+def random_symmetry(
+    *images: torch.Tensor, symmetries: Sequence[Symmetry], generator: torch.Generator
+) -> tuple[torch.Tensor, ...]:
+    """Apply one random symmetry of ``symmetries`` to every tensor alike, per batch.
+
+    Pass :func:`view_symmetries` of the input's and the target's view counts so that the pair
+    stays what the scanner would have measured of the transformed object.
+    """
+    pick = int(torch.randint(0, len(symmetries), (1,), generator=generator))
+    return tuple(apply_symmetry(image, symmetries[pick]) for image in images)
 
 
 def create_image_trainer(
@@ -44,7 +73,7 @@ def create_image_trainer(
     *,
     device: torch.device,
     seed: int,
-    augment: bool = True,
+    augment: Sequence[Symmetry] = (),
     penalty: Penalty | None = None,
     prepare_batch: PrepareBatch = prepare_pair,
     non_blocking: bool = False,
@@ -55,6 +84,9 @@ def create_image_trainer(
     the scheme's penalty. ``prepare_batch(batch, device, non_blocking)`` has ignite's
     signature. ``engine.state.output`` holds ``loss`` (what the network minimised),
     ``loss_clean`` (the per-pixel MSE) and ``penalty``, the keys of the adversarial trainer.
+
+    ``augment`` lists the symmetries drawn from (e.g. :func:`view_symmetries` of the input
+    and ground-truth view counts); empty means no augmentation.
     """
 
     def update(engine: Engine, batch: tuple[torch.Tensor, ...]) -> dict[str, float]:
@@ -62,7 +94,7 @@ def create_image_trainer(
         x_in, x_gt = prepare_batch(batch, device, non_blocking)
         if augment:
             generator = torch.Generator().manual_seed(seed * 1_000_003 + engine.state.iteration)
-            x_in, x_gt = random_dihedral(x_in, x_gt, generator=generator)
+            x_in, x_gt = random_symmetry(x_in, x_gt, symmetries=augment, generator=generator)
         optimizer.zero_grad(set_to_none=True)
         mse = torch.mean((net(x_in) - x_gt) ** 2)
         reg = penalty(net) if penalty is not None else torch.zeros((), device=device)

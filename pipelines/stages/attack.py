@@ -142,6 +142,7 @@ def _image_domain(
         y,
         f.operator.A,
         x_gt,
+        adjoint_op=f.operator.A_adjoint,  # Antun Fig. 2: e on the sinogram, v = A^T e
         generator=seeded_generator(ctx.cfg, ctx.device, offset=1),
     )
     x_norm = float(x_gt[0].norm())
