@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from ctrobust.config import SchemeConfig
+from ctrobust.config import AdversarialScheme
 from ctrobust.models.generator import SharedPerturbation
 from ctrobust.training.adversarial import create_adversarial_trainer
 from ctrobust.training.adversarial_setup import adversarial_f_optimizer
@@ -55,7 +55,7 @@ def test_logged_terms_are_eq6_by_hand_times_one_constant(reduction):
 
 
 def test_adversarial_scheme_uses_the_papers_adam_for_f():
-    scheme = SchemeConfig(name="adv", scheme="adversarial")
+    scheme = AdversarialScheme(name="adv", scheme="adversarial")
     opt = adversarial_f_optimizer(scheme, nn.Linear(2, 2))
     group = opt.param_groups[0]
     assert isinstance(opt, torch.optim.Adam)
