@@ -38,14 +38,17 @@ def save_tensors(path: Path, data: dict[str, Any]) -> None:
         raise OSError(errno.ENOSPC, "could not write (disk full?)", str(path)) from error
 
 
-def load_tensors(path: Path, *, mmap: bool = False) -> dict[str, Any]:
-    """Load what :func:`save_tensors` wrote, without executing pickled code.
+def load_tensors(
+    path: Path, *, mmap: bool = False, device: torch.device | str = "cpu"
+) -> dict[str, Any]:
+    """Load what :func:`save_tensors` (or ignite's checkpoint saver) wrote, without executing
+    pickled code; a file holding more than tensors and plain data is refused, named.
 
     ``mmap=True`` maps the tensors from disk instead of reading them, for callers
     that look at a few slices of a large file (paper-scale runs).
     """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        return torch.load(path, map_location=device, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         # torch's message ends with advice to load with weights_only=False: the wrong advice
         # for a file that may have been tampered with, so only its first line is kept

@@ -49,7 +49,10 @@ def ct_stages() -> list[Stage]:
                 "data.val_fraction",
                 "physics",
                 "seed",
-                "export.deidentify",
+                # pseudonyms are drawn here; the date rule only matters to export
+                "export.deidentify.enabled",
+                "export.deidentify.salt_file",
+                "export.deidentify.salt_env",
             ),
             depends_on=("ingest",),
         ),

@@ -49,11 +49,11 @@ def resolve_salt(cfg: DeidentifyConfig, run_dir: Path, log: logging.Logger) -> S
     if os.environ.get(cfg.salt_env):
         return Salt(os.environ[cfg.salt_env], f"environment variable {cfg.salt_env}")
     kept = run_dir / "cache" / "deid" / "salt"
-    if not kept.exists():
+    if not kept.exists():  # warned once, when drawn, not by every stage that reads it
         write_text_atomic(kept, secrets.token_hex(32))
-    log.warning(
-        "de-identification: no secret salt (export.deidentify.salt_file or $%s); this run uses "
-        "a random salt, so its pseudonyms differ from any other run's",
-        cfg.salt_env,
-    )
+        log.warning(
+            "de-identification: no secret salt (export.deidentify.salt_file or $%s); this run "
+            "uses a random salt, so its pseudonyms differ from any other run's",
+            cfg.salt_env,
+        )
     return Salt(kept.read_text().strip(), "random, this run folder only")

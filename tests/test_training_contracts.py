@@ -152,3 +152,28 @@ def test_a_truncated_newest_checkpoint_is_named_and_the_one_before_resumes(
         "checkpoint_4.pt",
         "checkpoint_5.pt",
     ]
+
+
+class _Payload:
+    """An arbitrary pickled object, as a tampered checkpoint would carry."""
+
+
+def test_a_tampered_checkpoint_stops_the_run_naming_it_and_is_kept(
+    tmp_path: Path, device: torch.device, rng: torch.Generator
+) -> None:
+    from ctrobust.runfiles import RefusedFileError
+
+    cfg = RunConfig.model_validate(
+        {"data": {"n": 16}, "physics": {"views": 12}, "model": {"channels": [2, 4]}}
+    )
+    op = ParallelBeam2D(16, 12, device=device)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    tampered = folder / "checkpoint_1.pt"
+    torch.save({"payload": _Payload()}, tampered)
+    with pytest.raises(RefusedFileError, match="checkpoint_1.pt"):
+        train_scheme(
+            cfg.train.schemes[0], cfg, _slices(4, 16, op, rng), None, op, folder, device,
+            lambda: image_network(cfg), show_progress=False,
+        )  # fmt: skip
+    assert tampered.exists(), "evidence of tampering is not deleted"

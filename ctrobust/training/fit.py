@@ -11,7 +11,6 @@ resumed run has exactly the rows of the epochs it did not redo.
 from __future__ import annotations
 
 import logging
-import pickle
 import re
 import warnings
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from ctrobust.config import RunConfig, SchemeConfig
 from ctrobust.distributed import GlobalBatchSampler, distribute_model, is_main
 from ctrobust.models import FBPConvNet, ResidualUNet
 from ctrobust.physics import ParallelBeam2D
+from ctrobust.runfiles import load_tensors
 from ctrobust.simulation import SimulatedSlices
 from ctrobust.training.supervised import (
     Penalty,
@@ -74,12 +74,14 @@ def load_newest_intact(
     """The newest checkpoint that loads, deleting (and naming) the unreadable ones above it.
 
     A kill during a save, or a full disk, can leave the newest file truncated; resuming from
-    the one before loses an epoch instead of blocking every re-run.
+    the one before loses an epoch instead of blocking every re-run. A file that loads but
+    holds more than tensors (tampered with) is not skipped: ``load_tensors`` refuses it,
+    naming it, and the run stops.
     """
     for path in checkpoints_newest_first(folder):
         try:
-            return path, torch.load(path, map_location=device, weights_only=True)
-        except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
+            return path, load_tensors(path, device=device)
+        except (RuntimeError, EOFError) as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             log.warning(
                 "checkpoint %s is unreadable (%s): deleted, trying the one before", path, reason

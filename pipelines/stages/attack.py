@@ -73,13 +73,13 @@ def _attack_shard(
 
 
 def _attack_method(
-    ctx: RunContext, f: Reconstructor, test: SimulatedSlices
+    ctx: RunContext, f: Reconstructor, test: SimulatedSlices, noise: Tensor
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """Every eps for one method, test slices sharded over processes; figures and tensors.
 
     The headline worst case is against the FBP ground truth x_gt (the paper's); a second
     ascent maximises the error against the source image x_true, which a blurred x_gt would
-    otherwise hide.
+    otherwise hide. ``noise`` is ||y - A x0|| per test slice.
     """
     cfg = ctx.cfg.attack
     rows = shard(range(len(test)))
@@ -87,7 +87,6 @@ def _attack_method(
         raise ValueError(f"{len(test)} attacked test slices cannot be shared by more processes")
     local = test.subset(rows)
     y0 = centre(ctx, local)
-    noise = sample_norms(test.y - test.y_clean)
     keys = ("eps_abs_mean", "eps_over_noise", "rho_hat", "rho_hat_random", "rho_hat_source")
     keys += ("psnr", "ssim", "delta_max_per_slice")
     figures: dict[str, Any] = {"eps": list(cfg.eps), **{k: [] for k in keys}}
@@ -183,9 +182,10 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     data, split = load_simulated(ctx)
     test = data.subset(split["test"][: cfg.max_slices] if cfg.max_slices else split["test"])
     methods = reconstructors_under_test(ctx, measurement_operator(ctx.cfg, ctx.device))
+    noise = sample_norms(test.y - test.y_clean)
     models, tensors = {}, {}
     for f in methods:
-        models[f.name], tensors[f.name] = _attack_method(ctx, f, test)
+        models[f.name], tensors[f.name] = _attack_method(ctx, f, test, noise)
         ctx.log.info(
             "attack %s: rho-hat %s",
             f.name,
@@ -198,7 +198,6 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
                 image_domain[f.name], image_tensors[f.name] = _image_domain(ctx, f, test)
     y0 = "A x0 (noise-free, Raj eq. 7)" if cfg.center == "nominal" else "the measured y"
     relative = f"relative to ||y0||_2 of each slice, y0 = {y0}" if cfg.relative else "absolute"
-    noise = sample_norms(test.y - test.y_clean)
     measured = bool((noise > 0).all())
     metrics = AttackResult(
         note=(
