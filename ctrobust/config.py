@@ -472,6 +472,11 @@ class CSConditioningConfig(_Strict):
     width: PositiveInt | None = Field(None, description="channels of f's layers")
     g_width: PositiveInt = Field(256, description="hidden width of G's fully connected layers")
     g_lr: PositiveFloat | None = Field(None, description="G's Adam learning rate; null = lr")
+    project: bool = Field(
+        True,
+        description="G's output projected onto the train_eps ball; false is the paper's "
+        "unconstrained G, which lam2 = -0.1 does not hold on the ball (docs/cs_conditioning.md)",
+    )
     k_parts: PositiveInt = 4
     g_steps: PositiveInt = 1
     weight_decay: PositiveFloat = Field(1e-5, description="mu of the weight-decay scheme")

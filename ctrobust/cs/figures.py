@@ -40,11 +40,9 @@ def singular_value_histograms(singular_values: Mapping[str, np.ndarray]) -> byte
     for i, (name, s) in enumerate(singular_values.items()):
         ax = fig.add_subplot(1, len(singular_values), i + 1)
         ax.hist(s, bins=30, color="0.4")
-        shape = f"{len(s)} singular values"
         ax.set_title(f"{LABELS.get(name, name)}: κ = {s.max() / s.min():.2f}")
-        ax.set_xlabel("singular value")
+        ax.set_xlabel(f"singular value ({len(s)} in all)")
         ax.set_ylabel("count")
-        ax.text(0.98, 0.95, shape, transform=ax.transAxes, ha="right", va="top", fontsize=8)
     return _png(fig)
 
 

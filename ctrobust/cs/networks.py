@@ -73,8 +73,14 @@ class CSReconstructor(nn.Module):
         return self.body(apply_adjoint(self.matrix, y, self.side))
 
 
-def cs_generator(m: int, layers: int, width: int, seed: int) -> PerturbationGenerator:
-    """The paper's G on y in R^m: ``layers`` fully connected layers with ReLU between."""
+def cs_generator(
+    m: int, layers: int, width: int, seed: int, max_norm: float | None = None
+) -> PerturbationGenerator:
+    """The paper's G on y in R^m: ``layers`` fully connected layers with ReLU between, its
+    output projected onto the ball of radius ``max_norm`` (None: unconstrained)."""
     return PerturbationGenerator(
-        (m,), hidden=(width,) * (layers - 1), generator=torch.Generator().manual_seed(seed)
+        (m,),
+        hidden=(width,) * (layers - 1),
+        max_norm=max_norm,
+        generator=torch.Generator().manual_seed(seed),
     )

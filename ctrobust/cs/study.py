@@ -60,6 +60,7 @@ def _settings(size: CSSize, cfg: CSConditioningConfig) -> dict[str, Any]:
         "batch_size": cfg.batch_size,
         "lr": cfg.lr,
         "g_lr": cfg.g_lr or cfg.lr,
+        "project": cfg.project,
         "width": size.width,
         "g_width": cfg.g_width,
         "conv_layers": size.conv_layers,

@@ -64,7 +64,8 @@ def build_engine(
     """The ignite engine that trains ``net`` on (y, x) batches under ``scheme``."""
     opt_f = paper_adam(net.parameters(), lr=cfg.lr)
     if scheme == "adversarial":
-        G = cs_generator(op.m, size.g_layers, cfg.g_width, seed).to(device)
+        radius = size.train_eps if cfg.project else None
+        G = cs_generator(op.m, size.g_layers, cfg.g_width, seed, radius).to(device)
         return create_adversarial_trainer(
             net,
             G,
