@@ -59,9 +59,7 @@ def worst_case_errors(
             errors.append(result.error.cpu())
             if sum(len(s) for s in shown) < cfg.shown:
                 shown.append(result.reconstruction.cpu())
-        out.append(
-            WorstCase(float(eps), rho_hat(torch.cat(errors)), torch.cat(shown)[: cfg.shown])
-        )
+        out.append(WorstCase(float(eps), rho_hat(torch.cat(errors)), torch.cat(shown)[: cfg.shown]))
     return out
 
 

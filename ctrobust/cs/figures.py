@@ -89,9 +89,7 @@ def qualitative_rows(
 
     Grey scale is the data range [-1, 1] (-1000..+1000 HU) for every panel.
     """
-    rows = [("true", [truth] * len(eps))] + [
-        (LABELS.get(k, k), list(v)) for k, v in shown.items()
-    ]
+    rows = [("true", [truth] * len(eps))] + [(LABELS.get(k, k), list(v)) for k, v in shown.items()]
     width = truth.shape[0] * 1.0 * len(eps)
     fig = Figure(figsize=(max(6.0, width), 1.1 * len(rows) + 0.6))
     fig.suptitle(title)

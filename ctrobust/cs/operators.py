@@ -61,17 +61,19 @@ class MatrixOperator:
     def n(self) -> int:
         return self.matrix.shape[1]
 
-    def tensor(self, device: torch.device | str = "cpu") -> Tensor:
-        """A as a float32 tensor on ``device``."""
-        return torch.as_tensor(self.matrix, dtype=torch.float32, device=device)
+    def tensor(
+        self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> Tensor:
+        """A as a tensor on ``device``, float32 unless asked otherwise."""
+        return torch.as_tensor(self.matrix, dtype=dtype, device=device)
 
     def forward(self, x: Tensor) -> Tensor:
-        """y = A vec(x): (B, 1, s, s) -> (B, m)."""
-        return x.flatten(1) @ self.tensor(x.device).to(x.dtype).T
+        """y = A vec(x): (B, 1, s, s) -> (B, m), in x's dtype and device."""
+        return x.flatten(1) @ self.tensor(x.device, x.dtype).T
 
     def adjoint(self, y: Tensor) -> Tensor:
-        """A^T y reshaped to images: (B, m) -> (B, 1, s, s)."""
-        return apply_adjoint(self.tensor(y.device).to(y.dtype), y, self.side)
+        """A^T y reshaped to images: (B, m) -> (B, 1, s, s), in y's dtype and device."""
+        return apply_adjoint(self.tensor(y.device, y.dtype), y, self.side)
 
     def singular_values(self) -> np.ndarray:
         """Singular values of A, largest first."""

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dicom_io.atomic import write_text_atomic
-
 from ctrobust.results import CSConditioningResult
+from dicom_io.atomic import write_text_atomic
 
 from .html import Markup, Section, bullets, figure, fixed, page, paragraph, table
 
