@@ -105,9 +105,17 @@ def gaussian(m: int, n: int, seed: int) -> MatrixOperator:
     return MatrixOperator("gaussian", rng.normal(0.0, 1.0 / np.sqrt(m), (m, n)), _side(n))
 
 
-def dct_matrix(p: int) -> np.ndarray:
-    """The p x p orthonormal DCT-II matrix: row k is frequency k, column j sample j."""
-    return scipy.fft.dct(np.eye(p), norm="ortho", axis=0)
+def dct_submatrix(p: int, rows: np.ndarray, cols: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Rows ``rows`` and columns ``cols`` of the p x p orthonormal DCT-II (row k frequency k,
+    column j sample j): column j is scipy's DCT of the unit vector e_j. Built ``chunk`` columns
+    at a time, so memory is p x chunk, not p x p (2 GB at the large size's p = 16384)."""
+    out = np.empty((len(rows), len(cols)))
+    for start in range(0, len(cols), chunk):
+        part = cols[start : start + chunk]
+        units = np.zeros((p, len(part)))
+        units[part, np.arange(len(part))] = 1.0
+        out[:, start : start + len(part)] = scipy.fft.dct(units, norm="ortho", axis=0)[rows]
+    return out
 
 
 def dct_rows_cols(
@@ -120,5 +128,5 @@ def dct_rows_cols(
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(p, size=m, replace=False))
     cols = np.arange(n) if columns == "first" else np.sort(rng.choice(p, size=n, replace=False))
-    full = dct_matrix(p)
-    return MatrixOperator("dct", full[np.ix_(rows, cols)], _side(n), rows=rows, cols=cols, p=p)
+    matrix = dct_submatrix(p, rows, cols)
+    return MatrixOperator("dct", matrix, _side(n), rows=rows, cols=cols, p=p)
