@@ -545,6 +545,12 @@ class RunConfig(_Strict):
         return device
 
     @model_validator(mode="after")
+    def _one_experiment(self) -> RunConfig:
+        if self.linear_theory is not None and self.cs_conditioning is not None:
+            raise ValueError("set linear_theory or cs_conditioning, not both: each is a whole run")
+        return self
+
+    @model_validator(mode="after")
     def _grid_fits_the_network(self) -> RunConfig:
         factor = 2 ** (len(self.model.channels) - 1)
         if self.data.n % factor:

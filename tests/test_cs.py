@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from ctrobust.config import CSConditioningConfig
+from ctrobust.config import ConfigError, CSConditioningConfig, load_config
 from ctrobust.cs.operators import dct_rows_cols, gaussian
 from ctrobust.cs.sizes import resolve_size
 from ctrobust.cs.training import train_network
@@ -138,3 +138,17 @@ def test_cs_config_runs_the_study_end_to_end(tmp_path: Path) -> None:
     figures = out / "cache" / "cs" / "figures"
     assert {p.name for p in figures.glob("*.png")} >= {"singular_values.png", "gap.png"}
     assert "DCT submatrix" in (out / "report" / "index.html").read_text()
+
+
+def test_unknown_cs_key_is_a_one_line_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("cs_conditioning:\n  epoch: 3\n")
+    with pytest.raises(ConfigError, match=r": cs_conditioning\.epoch: unknown key"):
+        load_config(config)
+
+
+def test_linear_and_cs_sections_together_are_refused(tmp_path: Path) -> None:
+    config = tmp_path / "both.yaml"
+    config.write_text("linear_theory: {}\ncs_conditioning: {}\n")
+    with pytest.raises(ConfigError, match="not both"):
+        load_config(config)
