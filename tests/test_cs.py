@@ -12,6 +12,7 @@ import torch
 
 from ctrobust.config import ConfigError, CSConditioningConfig, load_config
 from ctrobust.cs.operators import dct_rows_cols, gaussian
+from ctrobust.cs.patches import hu_to_unit, slice_patches
 from ctrobust.cs.sizes import resolve_size
 from ctrobust.cs.training import train_network
 from pipelines.cli import main
@@ -69,6 +70,17 @@ def test_adjoint_passes_the_dot_test(make) -> None:
     rhs = (x * op.adjoint(y)).sum()
     assert torch.isclose(lhs, rhs, rtol=1e-12, atol=0)
     assert op.adjoint(y).shape == x.shape
+
+
+def test_patches_are_the_windows_with_enough_body_in_minus_one_to_one() -> None:
+    hu = np.full((64, 64), -1000.0)
+    hu[16:48, 16:48] = 0.0  # a water block: exactly the 2 x 2 central windows of 16 x 16
+    hu[20, 20] = 3000.0  # above the range: clipped to +1
+    patches = slice_patches(hu, (1.0, 1.0), grid=64, patch=16, stride=16, min_body_fraction=0.5)
+    assert patches.shape == (4, 16, 16)
+    np.testing.assert_allclose(patches.max(), 1.0, atol=1e-6)
+    assert abs(float(np.median(patches))) < 1e-6  # water is 0 on the [-1, 1] scale
+    np.testing.assert_allclose(hu_to_unit(np.array([-2000.0, -1000.0, 500.0])), [-1, -1, 0.5])
 
 
 def smooth_images(count: int, side: int, seed: int) -> torch.Tensor:

@@ -69,9 +69,18 @@ def slice_patches(
     return np.stack(kept) if kept else np.zeros((0, patch, patch), np.float32)
 
 
-def _patient_patches(patient: PatientSlices, **options: int | float) -> np.ndarray:
-    parts = [slice_patches(s, patient.spacing_mm, **options) for s in patient.hu]  # type: ignore[arg-type]
-    return np.concatenate(parts) if parts else np.zeros((0, 1, 1), np.float32)
+def _patient_patches(
+    patient: PatientSlices, *, grid: int, patch: int, stride: int, min_body_fraction: float
+) -> np.ndarray:
+    """The kept patches of all slices of one patient entry, (k, patch, patch)."""
+    parts = [
+        slice_patches(
+            s, patient.spacing_mm, grid=grid, patch=patch, stride=stride,
+            min_body_fraction=min_body_fraction,
+        )
+        for s in patient.hu
+    ]  # fmt: skip
+    return np.concatenate(parts) if parts else np.zeros((0, patch, patch), np.float32)
 
 
 def _subsample(x: np.ndarray, keep: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -100,10 +109,12 @@ def split_patches(
         )
     ids = sorted({p.patient for p in ordered})
     roles = {ids[-1]: "test", ids[-2]: "val", **{i: "train" for i in ids[:-2]}}
-    options = dict(grid=grid, patch=patch, stride=stride, min_body_fraction=min_body_fraction)
     pieces: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
     for p in ordered:
-        pieces[roles[p.patient]].append(_patient_patches(p, **options))
+        cut = _patient_patches(
+            p, grid=grid, patch=patch, stride=stride, min_body_fraction=min_body_fraction
+        )
+        pieces[roles[p.patient]].append(cut)
     rng = np.random.default_rng(seed)
     joined = {k: np.concatenate(v) for k, v in pieces.items()}
     for split, x in joined.items():
