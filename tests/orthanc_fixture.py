@@ -1,0 +1,120 @@
+"""A real Orthanc on 127.0.0.1 for the PACS tests: its own storage, DICOM port, AE title and
+DICOMweb root, remote access off, started once per test session and stopped by its PID."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ORTHANC_AET = "ORTHANCTEST"
+CTROBUST_AET = "CTROBUST"
+DICOMWEB_PLUGINS = (
+    Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so"),
+    Path("/usr/lib/orthanc/libOrthancDicomWeb.so"),
+)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the kernel's pick)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Orthanc:
+    """Where the test Orthanc listens, and the port its modality CTROBUST receives C-MOVEs on."""
+
+    dicom_port: int
+    http_port: int
+    move_port: int
+    pid: int
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def dicomweb(self) -> str:
+        return f"{self.http}/dicom-web"
+
+    def get(self, path: str) -> object:
+        """A REST answer of Orthanc, decoded from JSON."""
+        with urllib.request.urlopen(f"{self.http}{path}", timeout=10) as answer:
+            return json.loads(answer.read())
+
+    def delete_all(self) -> None:
+        """Empty Orthanc (between tests that each upload their own data)."""
+        for patient in self.get("/patients"):  # type: ignore[union-attr]
+            request = urllib.request.Request(f"{self.http}/patients/{patient}", method="DELETE")
+            urllib.request.urlopen(request, timeout=10).close()
+
+
+def _config(root: Path, dicom_port: int, http_port: int, move_port: int) -> dict:
+    plugins = [str(p) for p in DICOMWEB_PLUGINS if p.is_file()][:1]
+    return {
+        "Name": "ctrobust-test",
+        "StorageDirectory": str(root / "storage"),
+        "IndexDirectory": str(root / "storage"),
+        "DicomAet": ORTHANC_AET,
+        "DicomPort": dicom_port,
+        "HttpPort": http_port,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "DicomCheckCalledAet": True,
+        "DicomModalities": {"ctrobust": [CTROBUST_AET, "127.0.0.1", move_port]},
+        "Plugins": plugins,
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+        "StableAge": 1,
+    }
+
+
+def _wait_until_up(orthanc: Orthanc, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"Orthanc exited at start: {log.read_text()[-2000:]}")
+        try:
+            orthanc.get("/system")
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"Orthanc did not answer on {orthanc.http}/system within 30 s")
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    """A running Orthanc; skips when the Orthanc binary is not installed."""
+    binary = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin")
+    if binary is None:
+        pytest.skip("Orthanc is not installed (Debian package orthanc; .ci/run installs it)")
+    if not any(p.is_file() for p in DICOMWEB_PLUGINS):
+        pytest.skip("Orthanc's DICOMweb plugin is not installed (Debian package orthanc-dicomweb)")
+    root = tmp_path_factory.mktemp("orthanc")
+    ports = free_port(), free_port(), free_port()
+    (root / "orthanc.json").write_text(json.dumps(_config(root, *ports), indent=2))
+    log = root / "orthanc.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [binary, str(root / "orthanc.json")], stdout=out, stderr=subprocess.STDOUT
+        )
+    server = Orthanc(*ports, pid=process.pid)
+    try:
+        _wait_until_up(server, process, log)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
