@@ -93,6 +93,12 @@ def associate(
     )
     if assoc.is_rejected:
         raise _rejection(node, answer[0] if answer else None)
+    if not assoc.is_established and assoc.rejected_contexts and not assoc.accepted_contexts:
+        refused = ", ".join(sorted({str(cx.abstract_syntax) for cx in assoc.rejected_contexts}))
+        raise PacsError(
+            f"node {node}: refused every presentation context ({refused}); check that the node "
+            "accepts these SOP classes and transfer syntaxes"
+        )
     if not assoc.is_established:
         raise PacsError(
             f"node {node}: association aborted or timed out; check TLS (--tls), the AE titles "
@@ -107,7 +113,10 @@ def associate(
 
 def _failed(node: Node, what: str, status: Dataset | None) -> PacsError:
     if status is None or "Status" not in status:
-        return PacsError(f"node {node}: {what}: no answer (connection lost or timed out)")
+        return PacsError(
+            f"node {node}: {what}: the node aborted or did not answer; check that it knows "
+            f"calling AE title {node.calling_aet} (its modalities) and allows it this service"
+        )
     code = int(status.Status)
     comment = f" ({status.ErrorComment})" if "ErrorComment" in status else ""
     hint = {
@@ -122,9 +131,9 @@ def _find(node: Node, query: Dataset) -> list[Dataset]:
     found = []
     with associate(node, [(model, DEFAULT_TRANSFER_SYNTAXES)]) as assoc:
         for status, identifier in assoc.send_c_find(query, model):
-            if status is not None and int(status.get("Status", -1)) in _PENDING:
+            if int(status.get("Status", -1)) in _PENDING:
                 found.append(identifier)
-            elif status is None or int(status.Status) != 0:
+            elif int(status.get("Status", -1)) != 0:
                 raise _failed(node, f"C-FIND at {query.QueryRetrieveLevel} level", status)
     return found
 
@@ -274,7 +283,11 @@ def store(node: Node, files: list[tuple[str, str, Dataset]]) -> Iterator[tuple[i
     for sop_class, syntax in pairs:
         contexts.setdefault(sop_class, []).append(syntax)
     with associate(node, list(contexts.items())) as assoc:
+        accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
         for path, _, ds in files:
+            if (ds.SOPClassUID, ds.file_meta.TransferSyntaxUID) not in accepted:
+                yield 0x0122, "SOP class or transfer syntax refused at association"
+                continue
             status = assoc.send_c_store(ds)
             if status is None or "Status" not in status:
                 raise TransientPacsError(

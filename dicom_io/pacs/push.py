@@ -114,9 +114,11 @@ def push_files(
                         continue
                     result.instances.append(status)
                     report(status)
-            except TransientPacsError:
+            except TransientPacsError as error:
                 if attempt > retries:
-                    raise
+                    raise PacsError(f"{error} (series {name})") from None
+            except PacsError as error:
+                raise PacsError(f"{error} (series {name})") from None
             pending = retry + pending[answered:]
             if pending:
                 time.sleep(backoff * attempt)
