@@ -117,7 +117,8 @@ class PacsSourceConfig(PacsNodeConfig):
 
     study_uid: DicomUID
     series_uids: list[DicomUID] = Field(
-        default_factory=list, description="series to pull; empty = the study's CT series"
+        default_factory=list,
+        description="series to pull; empty = the study's CT series but ctrobust's own outputs",
     )
 
 

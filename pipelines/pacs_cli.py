@@ -178,7 +178,8 @@ def add_pacs_parser(sub: Any) -> None:
         "--series-uid",
         action="append",
         metavar="UID",
-        help="a series to pull (repeatable); default: every CT series of the study",
+        help="a series to pull (repeatable); default: every CT series of the study but "
+        "the derived series ctrobust pushed (descriptions starting 'ctrobust')",
     )
     pull.add_argument(
         "dest_dir", metavar="DEST_DIR", help="new folder, or one an earlier pull wrote"

@@ -38,6 +38,8 @@ class Orthanc:
     http_port: int
     move_port: int
     pid: int
+    aet: str = ORTHANC_AET
+    ctrobust_aet: str = CTROBUST_AET
 
     @property
     def http(self) -> str:
@@ -51,6 +53,15 @@ class Orthanc:
         """A REST answer of Orthanc, decoded from JSON."""
         with urllib.request.urlopen(f"{self.http}{path}", timeout=10) as answer:
             return json.loads(answer.read())
+
+    def lookup(self, uid: str) -> dict:
+        """Orthanc's record (MainDicomTags, ParentStudy, Instances...) of a UID it stores."""
+        request = urllib.request.Request(f"{self.http}/tools/lookup", data=uid.encode())
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            found = json.loads(answer.read())
+        if not found:
+            raise LookupError(f"Orthanc holds nothing with UID {uid}")
+        return self.get(found[0]["Path"])  # type: ignore[return-value]
 
     def delete_all(self) -> None:
         """Empty Orthanc (between tests that each upload their own data)."""

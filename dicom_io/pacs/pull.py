@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from dicom_io.atomic import atomic_write, write_text_atomic
 from dicom_io.pacs.node import Node, PacsError
+from dicom_io.pacs.query import SeriesMatch
 
 #: Written last into a complete pull: what was pulled from where.
 MANIFEST = "ctrobust_pull.json"
@@ -45,6 +46,12 @@ def _backend(node: Node) -> ModuleType:
     return dimse
 
 
+def is_ctrobust_output(series: SeriesMatch) -> bool:
+    """A derived series ctrobust pushed (its descriptions all start with 'ctrobust'): not
+    pulled unless asked for by UID, so that a run never trains on its own outputs."""
+    return series.description.lower().startswith("ctrobust")
+
+
 def _wanted_series(backend: ModuleType, node: Node, study_uid: str, asked: list[str]) -> list[str]:
     found = backend.series(node, study_uid)
     if not found:
@@ -60,9 +67,9 @@ def _wanted_series(backend: ModuleType, node: Node, study_uid: str, asked: list[
                     "check the UID with `ctrobust pacs find --study-uid`"
                 )
         return asked
-    ct = [s.series_uid for s in found if s.modality == "CT"]
+    ct = [s.series_uid for s in found if s.modality == "CT" and not is_ctrobust_output(s)]
     if not ct:
-        raise PacsError(f"node {node}: study {study_uid} holds no CT series")
+        raise PacsError(f"node {node}: study {study_uid} holds no CT series but ctrobust's own")
     return ct
 
 
@@ -103,7 +110,10 @@ def pull_study(
     series_uids: list[str] | None = None,
     progress: bool = True,
 ) -> PullResult:
-    """Retrieve the study's CT series (or ``series_uids``) into ``dest``; raise on a gap."""
+    """Retrieve the study's CT series (or ``series_uids``) into ``dest``; raise on a gap.
+
+    Without ``series_uids``, ctrobust's own derived series in the study are left out.
+    """
     backend = _backend(node)
     wanted = _wanted_series(backend, node, study_uid, list(series_uids or []))
     expected = {uid: set(backend.instances(node, study_uid, uid)) for uid in wanted}

@@ -1,0 +1,192 @@
+"""PACS round trips against a real Orthanc (tests/orthanc_fixture.py): upload the abdominal
+series with C-STORE, find it, pull it, run a tiny pipeline, push the derived series back, and
+check in Orthanc that they are there, in the right study, marked as attacked; once over DIMSE
+and once over DICOMweb (as the config stages pacs_pull / pacs_push); and every failure a user
+can meet gives one line naming the node."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pydicom
+import pytest
+from conftest import shared_folder
+
+from dicom_io.pacs import Node, push_files
+from dicom_io.pacs.pull import MANIFEST
+from pipelines.cli import main
+
+if TYPE_CHECKING:
+    from orthanc_fixture import Orthanc
+
+pytest_plugins = ["orthanc_fixture"]
+
+#: Instances of the abdominal series uploaded (a subset keeps the tiny runs fast).
+UPLOADED = 8
+
+RUN_CONFIG = """
+name: pacs
+seed: 0
+data:
+  n: 32
+  slices_per_series: 4
+  test_fraction: 0.34
+physics: {views: 24, gt_views: 120, i0: 1.0e5}
+model: {channels: [4, 8], num_res_units: 0}
+train: {epochs: 1, batch_size: 4}
+attack:
+  eps: [0.05]
+  n_iter: 2
+  random_draws: 1
+  max_slices: 1
+  image_domain: {enabled: false}
+instability: {enabled: false}
+report: {enabled: false}
+export: {nifti: false}
+"""
+
+
+def _dimse_flags(orthanc: Orthanc, called: str | None = None) -> list[str]:
+    port = str(orthanc.dicom_port)
+    return ["--host", "127.0.0.1", "--port", port, "--called-aet", called or orthanc.aet]
+
+
+@pytest.fixture(scope="module")
+def source(orthanc: Orthanc) -> dict:
+    """The abdominal series' first instances, uploaded to Orthanc with C-STORE."""
+    files = sorted(shared_folder("abdomen_ct_pancreas").glob("*.dcm"))[:UPLOADED]
+    headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    node = Node(host="127.0.0.1", port=orthanc.dicom_port, called_aet=orthanc.aet)
+    assert push_files(node, {"abdomen": files}).stored == len(files)
+    return {
+        "study": str(headers[0].StudyInstanceUID),
+        "series": str(headers[0].SeriesInstanceUID),
+        "patient": str(headers[0].PatientID),
+        "sops": {str(h.SOPInstanceUID) for h in headers},
+    }
+
+
+def _exported(files: list[Path]) -> dict[str, list[pydicom.Dataset]]:
+    """Headers of exported files, by SeriesInstanceUID."""
+    found: dict[str, list[pydicom.Dataset]] = {}
+    for path in files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        found.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
+    return found
+
+
+def _check_in_orthanc(orthanc: Orthanc, files: list[Path], study_uid: str) -> None:
+    """The series of ``files`` are in Orthanc, whole, in ``study_uid``; attacked ones marked."""
+    exported = _exported(files)
+    assert any("ATTACKED" in headers[0].ImageType for headers in exported.values())
+    for uid, headers in exported.items():
+        series = orthanc.lookup(uid)
+        assert len(series["Instances"]) == len(headers)
+        study = orthanc.get(f"/studies/{series['ParentStudy']}")
+        assert study["MainDicomTags"]["StudyInstanceUID"] == study_uid  # type: ignore[index]
+        tags = orthanc.get(f"/instances/{series['Instances'][0]}/simplified-tags")
+        image_type = tags["ImageType"].split("\\")  # type: ignore[index]
+        assert image_type[:2] == ["DERIVED", "SECONDARY"]
+        if "ATTACKED" in headers[0].ImageType:
+            assert image_type[3] == "ATTACKED"
+            assert "ADVERSARIAL" in tags["SeriesDescription"]  # type: ignore[index]
+
+
+def _run(config: Path, out: Path, *overrides: str) -> dict:
+    args = ["run", str(config), "--out", str(out), "--quiet"]
+    for item in overrides:
+        args += ["--set", item]
+    assert main(args) == 0
+    return json.loads((out / "run.json").read_text())
+
+
+def test_dimse_find_pull_run_push(
+    orthanc: Orthanc,
+    source: dict,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert (
+        main(["pacs", "find", *_dimse_flags(orthanc), "--patient-id", source["patient"], "--json"])
+        == 0
+    )
+    studies = json.loads(capsys.readouterr().out)
+    assert [s["study_uid"] for s in studies] == [source["study"]]
+    assert [(s["series_uid"], s["instances"]) for s in studies[0]["series"]] == [
+        (source["series"], UPLOADED)
+    ]
+
+    pulled = tmp_path / "pulled"
+    move = ["--move-port", str(orthanc.move_port), "--calling-aet", orthanc.ctrobust_aet]
+    assert (
+        main(
+            [
+                "pacs",
+                "pull",
+                *_dimse_flags(orthanc),
+                *move,
+                "--study-uid",
+                source["study"],
+                str(pulled),
+            ]
+        )
+        == 0
+    )
+    files = sorted(pulled.glob("*/*.dcm"))
+    assert {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files} == source[
+        "sops"
+    ]
+    assert (pulled / MANIFEST).is_file() and not list(tmp_path.glob(".pulled*"))
+    assert main(["ingest", str(pulled)]) == 0
+
+    config = tmp_path / "run.yaml"
+    config.write_text(RUN_CONFIG)
+    run_dir = tmp_path / "run"
+    _run(config, run_dir, f"data.folder={pulled}")
+    capsys.readouterr()
+    assert main(["pacs", "push", str(run_dir), *_dimse_flags(orthanc)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    sent = list(run_dir.glob("dicom/*/*/*.dcm"))
+    assert sum(line.strip().startswith("stored 0x0000") for line in lines) == len(sent) > 0
+    _check_in_orthanc(orthanc, sent, source["study"])
+
+
+def test_dicomweb_round_trip_as_config_stages_pushes_the_deidentified_export(
+    orthanc: Orthanc,
+    source: dict,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    web = ["--dicomweb", orthanc.dicomweb]
+    assert main(["pacs", "find", *web, "--study-uid", source["study"]]) == 0
+    assert f"series {source['series']}  CT" in capsys.readouterr().out
+
+    monkeypatch.setenv("CTROBUST_DEID_SALT", "a-salt-for-the-pacs-test")
+    config = tmp_path / "run.yaml"
+    config.write_text(RUN_CONFIG)
+    run_dir = tmp_path / "run"
+    pacs = f"{{dicomweb: '{orthanc.dicomweb}', study_uid: '{source['study']}'}}"
+    settings = (
+        f"data.pacs={pacs}",
+        f"export.pacs={{dicomweb: '{orthanc.dicomweb}', kinds: ['*attacked*', '*clean']}}",
+        "export.deidentify.enabled=true",
+    )
+    first = _run(config, run_dir, *settings)
+    assert first["stages"]["pacs_pull"]["summary"]["instances"] == UPLOADED
+    pushed = json.loads((run_dir / "cache" / "pacs_push" / "push.json").read_text())
+    assert pushed["stored"] == len(pushed["instances"]) > 0
+    assert not any("perturbation" in i["series"] for i in pushed["instances"])
+    sent = [Path(i["path"]) for i in pushed["instances"]]
+    headers = [ds for series in _exported(sent).values() for ds in series]
+    research_study = {str(ds.StudyInstanceUID) for ds in headers}
+    assert len(research_study) == 1 and source["study"] not in research_study
+    assert source["patient"] not in {str(ds.PatientID) for ds in headers}
+    _check_in_orthanc(orthanc, sent, research_study.pop())
+
+    again = _run(config, run_dir, *settings)
+    assert (
+        again["stages"]["pacs_pull"]["status"] == again["stages"]["pacs_push"]["status"] == "cached"
+    )
