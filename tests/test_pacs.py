@@ -7,6 +7,8 @@ can meet gives one line naming the node."""
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,12 +16,21 @@ import pydicom
 import pytest
 from conftest import shared_folder
 
+import dicom_io.pacs.dimse as dimse
 from dicom_io.pacs import Node, push_files
 from dicom_io.pacs.pull import MANIFEST
 from pipelines.cli import main
 
 if TYPE_CHECKING:
     from orthanc_fixture import Orthanc
+
+
+def free_port() -> int:
+    """A port nothing listens on (the fixture module's, imported late: it is a pytest plugin)."""
+    from orthanc_fixture import free_port as pick
+
+    return pick()
+
 
 pytest_plugins = ["orthanc_fixture"]
 
@@ -102,6 +113,7 @@ def _run(config: Path, out: Path, *overrides: str) -> dict:
     return json.loads((out / "run.json").read_text())
 
 
+@pytest.mark.slow
 def test_dimse_find_pull_run_push(
     orthanc: Orthanc,
     source: dict,
@@ -189,4 +201,100 @@ def test_dicomweb_round_trip_as_config_stages_pushes_the_deidentified_export(
     again = _run(config, run_dir, *settings)
     assert (
         again["stages"]["pacs_pull"]["status"] == again["stages"]["pacs_push"]["status"] == "cached"
+    )
+
+
+def _fails(argv: list[str], capsys: pytest.CaptureFixture[str], *expected: str) -> str:
+    """Run the CLI, expect a non-zero exit and one stderr line holding every ``expected``."""
+    capsys.readouterr()
+    assert main(argv) != 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    for text in expected:
+        assert text in lines[0], (text, lines[0])
+    return lines[0]
+
+
+def test_unreachable_nodes_and_unknown_ae_titles_say_which_node_and_what_to_check(
+    orthanc: Orthanc, source: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    closed = free_port()
+    dimse_closed = ["--host", "127.0.0.1", "--port", str(closed), "--called-aet", "PACS"]
+    _fails(["pacs", "find", *dimse_closed], capsys, f"127.0.0.1:{closed} PACS", "cannot connect")
+    web_closed = f"http://127.0.0.1:{closed}/dicom-web"
+    _fails(["pacs", "find", "--dicomweb", web_closed], capsys, web_closed, "cannot connect")
+    _fails(
+        ["pacs", "find", "--dicomweb", f"{orthanc.http}/no-such-root"],
+        capsys,
+        "HTTP 404",
+        "check the URL",
+    )
+    _fails(
+        ["pacs", "find", *_dimse_flags(orthanc, called="NOTORTHANC")],
+        capsys,
+        f"127.0.0.1:{orthanc.dicom_port} NOTORTHANC",
+        "called AE title NOTORTHANC not recognised",
+    )
+    _fails(
+        ["pacs", "find", *_dimse_flags(orthanc), "--calling-aet", "STRANGER"],
+        capsys,
+        f"127.0.0.1:{orthanc.dicom_port} {orthanc.aet}",
+        "calling AE title STRANGER",
+    )
+    _fails(["pacs", "find", "--host", "127.0.0.1"], capsys, "needs port, called_aet")
+
+
+def test_a_missing_study_and_a_partial_retrieve_fail_and_the_pull_resumes(
+    orthanc: Orthanc,
+    source: dict,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dest = tmp_path / "pulled"
+    missing = ["--study-uid", "1.2.3.4", str(dest)]
+    _fails(["pacs", "pull", *_dimse_flags(orthanc), *missing], capsys, "study 1.2.3.4 not found")
+    _fails(["pacs", "pull", "--dicomweb", orthanc.dicomweb, *missing], capsys, "1.2.3.4 not found")
+
+    real_handler = dimse._store_handler
+
+    def refusing_the_third(receive: Callable) -> Callable:
+        handle, calls = real_handler(receive), []
+
+        def maybe(event: object) -> int:
+            calls.append(event)
+            return 0xA700 if len(calls) == 3 else handle(event)
+
+        return maybe
+
+    monkeypatch.setattr(dimse, "_store_handler", refusing_the_third)
+    pull = ["pacs", "pull", *_dimse_flags(orthanc), "--study-uid", source["study"], str(dest)]
+    _fails(pull, capsys, "partial retrieve", f"{UPLOADED - 1} of {UPLOADED}", "re-run")
+    assert not dest.exists()  # a partial pull is never where ingest would read it
+    partial = tmp_path / ".pulled.partial"
+    assert len(list(partial.glob("*/*.dcm"))) == UPLOADED - 1
+
+    monkeypatch.setattr(dimse, "_store_handler", real_handler)
+    assert main(pull) == 0
+    assert f"pulled 1 instances ({UPLOADED - 1} already there)" in capsys.readouterr().out
+    assert len(list(dest.glob("*/*.dcm"))) == UPLOADED and not partial.exists()
+
+
+def test_push_refused_by_the_node_names_the_series(
+    orthanc: Orthanc, source: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Orthanc refuses a storage SOP class it does not know: the push says which series."""
+    original = next(shared_folder("abdomen_ct_pancreas").glob("*.dcm"))
+    folder = tmp_path / "run" / "dicom" / "s01_test" / "plain_clean"
+    folder.mkdir(parents=True)
+    shutil.copy(original, folder / "0001.dcm")
+    odd = pydicom.dcmread(original)
+    odd.SOPClassUID = odd.file_meta.MediaStorageSOPClassUID = "1.2.826.0.1.3680043.8.498.1"
+    odd.SOPInstanceUID = odd.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    odd.save_as(folder / "0002.dcm")
+    _fails(
+        ["pacs", "push", str(tmp_path / "run"), *_dimse_flags(orthanc)],
+        capsys,
+        "rejected 1 of 2 instances of series s01_test/plain_clean",
+        "0x0122",
     )

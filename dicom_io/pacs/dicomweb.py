@@ -46,14 +46,19 @@ def _http_status(error: PacsError) -> int:
 
 
 def client(node: Node) -> DICOMwebClient:
-    """A client for ``node.dicomweb`` with basic auth and a CA file when given."""
+    """A client for ``node.dicomweb`` with basic auth and a CA file when given, retrying
+    briefly."""
     session = requests.Session()
     if node.username is not None:
         session.auth = (node.username, node.password or "")
     if node.tls_ca_file is not None:
         session.verify = str(node.tls_ca_file)
     assert node.dicomweb is not None
-    return DICOMwebClient(node.dicomweb, session=session, timeout=node.timeout)
+    web = DICOMwebClient(node.dicomweb, session=session, timeout=node.timeout)
+    # the library retries 5 times with back-off (about 30 s) even when nothing listens: 3 tries
+    # within about a second are enough for a blip, and an unreachable node is told at once
+    web.set_http_retry_params(max_attempts=3, wait_exponential_multiplier=250)
+    return web
 
 
 def _value(item: dict[str, Any], tag: str) -> str:
