@@ -3,6 +3,7 @@ DICOMweb root, remote access off, started once per test session and stopped by i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -102,15 +103,18 @@ def _wait_until_up(orthanc: Orthanc, process: subprocess.Popen, log: Path) -> No
     raise RuntimeError(f"Orthanc did not answer on {orthanc.http}/system within 30 s")
 
 
-@pytest.fixture(scope="session")
-def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
-    """A running Orthanc; skips when the Orthanc binary is not installed."""
+def orthanc_binary() -> str | None:
+    """Orthanc's executable, when Orthanc and its DICOMweb plugin are installed."""
     binary = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin")
+    return binary if binary and any(p.is_file() for p in DICOMWEB_PLUGINS) else None
+
+
+@contextlib.contextmanager
+def running_orthanc(root: Path) -> Iterator[Orthanc]:
+    """Orthanc with its storage and log under ``root``, stopped by its PID on exit."""
+    binary = orthanc_binary()
     if binary is None:
-        pytest.skip("Orthanc is not installed (Debian package orthanc; .ci/run installs it)")
-    if not any(p.is_file() for p in DICOMWEB_PLUGINS):
-        pytest.skip("Orthanc's DICOMweb plugin is not installed (Debian package orthanc-dicomweb)")
-    root = tmp_path_factory.mktemp("orthanc")
+        raise RuntimeError("Orthanc with its DICOMweb plugin is not installed")
     ports = free_port(), free_port(), free_port()
     (root / "orthanc.json").write_text(json.dumps(_config(root, *ports), indent=2))
     log = root / "orthanc.log"
@@ -129,3 +133,15 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    """A running Orthanc; skips when Orthanc or its DICOMweb plugin is not installed."""
+    if orthanc_binary() is None:
+        pytest.skip(
+            "Orthanc with DICOMweb is not installed (Debian packages orthanc, orthanc-dicomweb; "
+            ".ci/run installs them)"
+        )
+    with running_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
+        yield server

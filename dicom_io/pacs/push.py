@@ -86,7 +86,7 @@ def _backend_store(node: Node) -> Callable:
 def push_files(
     node: Node,
     series: dict[str, list[Path]],
-    report: Callable[[InstanceStatus], None] = lambda status: None,
+    report: Callable[[InstanceStatus], None] | None = None,
     retries: int = 3,
     backoff: float = 1.0,
 ) -> PushResult:
@@ -113,7 +113,8 @@ def push_files(
                         retry.append((path, uid, ds))
                         continue
                     result.instances.append(status)
-                    report(status)
+                    if report is not None:
+                        report(status)
             except TransientPacsError as error:
                 if attempt > retries:
                     raise PacsError(f"{error} (series {name})") from None
