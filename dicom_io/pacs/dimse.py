@@ -120,8 +120,8 @@ def _failed(node: Node, what: str, status: Dataset | None) -> PacsError:
     code = int(status.Status)
     comment = f" ({status.ErrorComment})" if "ErrorComment" in status else ""
     hint = {
-        0xA801: f"the node does not know AE title {status.get('MoveDestination', '')}"
-        "; add the calling AE title with this host and --move-port to its modalities",
+        0xA801: f"the node does not know move destination {node.calling_aet}; add it with "
+        "this host and --move-port to the node's modalities",
     }.get(code, "check that the node allows this AE title the service")
     return PacsError(f"node {node}: {what} failed with status 0x{code:04X}{comment}; {hint}")
 
