@@ -83,6 +83,10 @@ def _config(root: Path, dicom_port: int, http_port: int, move_port: int) -> dict
         "RemoteAccessAllowed": False,
         "AuthenticationEnabled": False,
         "DicomCheckCalledAet": True,
+        # any AE title may query and ask for a C-MOVE (to a known destination), only the
+        # known one may C-GET
+        "DicomAlwaysAllowFind": True,
+        "DicomAlwaysAllowMove": True,
         "DicomModalities": {"ctrobust": [CTROBUST_AET, "127.0.0.1", move_port]},
         "Plugins": plugins,
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},

@@ -216,7 +216,7 @@ def _fails(argv: list[str], capsys: pytest.CaptureFixture[str], *expected: str) 
 
 
 def test_unreachable_nodes_and_unknown_ae_titles_say_which_node_and_what_to_check(
-    orthanc: Orthanc, source: dict, capsys: pytest.CaptureFixture[str]
+    orthanc: Orthanc, source: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     closed = free_port()
     dimse_closed = ["--host", "127.0.0.1", "--port", str(closed), "--called-aet", "PACS"]
@@ -235,12 +235,21 @@ def test_unreachable_nodes_and_unknown_ae_titles_say_which_node_and_what_to_chec
         f"127.0.0.1:{orthanc.dicom_port} NOTORTHANC",
         "called AE title NOTORTHANC not recognised",
     )
+    stranger = [*_dimse_flags(orthanc), "--calling-aet", "STRANGER", "--study-uid", source["study"]]
     _fails(
-        ["pacs", "find", *_dimse_flags(orthanc), "--calling-aet", "STRANGER"],
+        ["pacs", "pull", *stranger, str(tmp_path / "by-get")],
         capsys,
         f"127.0.0.1:{orthanc.dicom_port} {orthanc.aet}",
+        "C-GET",
         "calling AE title STRANGER",
     )
+    _fails(
+        ["pacs", "pull", *stranger, "--move-port", str(free_port()), str(tmp_path / "by-move")],
+        capsys,
+        "C-MOVE",
+        "knows move destination STRANGER",
+    )
+    assert not list(tmp_path.glob("by-*"))
     _fails(["pacs", "find", "--host", "127.0.0.1"], capsys, "needs port, called_aet")
 
 

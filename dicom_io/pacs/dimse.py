@@ -111,7 +111,8 @@ def associate(
             assoc.release()
 
 
-def _failed(node: Node, what: str, status: Dataset | None) -> PacsError:
+def _failed(node: Node, what: str, status: Dataset | None, hint: str = "") -> PacsError:
+    hint = hint or "check that the node allows this AE title the service"
     if status is None or "Status" not in status:
         return PacsError(
             f"node {node}: {what}: the node aborted or did not answer; check that it knows "
@@ -119,10 +120,6 @@ def _failed(node: Node, what: str, status: Dataset | None) -> PacsError:
         )
     code = int(status.Status)
     comment = f" ({status.ErrorComment})" if "ErrorComment" in status else ""
-    hint = {
-        0xA801: f"the node does not know move destination {node.calling_aet}; add it with "
-        "this host and --move-port to the node's modalities",
-    }.get(code, "check that the node allows this AE title the service")
     return PacsError(f"node {node}: {what} failed with status 0x{code:04X}{comment}; {hint}")
 
 
@@ -218,14 +215,14 @@ def _retrieve_query(study_uid: str, series_uid: str, sop_uids: list[str] | None)
     return query
 
 
-def _final(node: Node, what: str, responses: Iterator[tuple[Dataset, Any]]) -> None:
+def _final(node: Node, what: str, responses: Iterator[tuple[Dataset, Any]], hint: str = "") -> None:
     last = None
     for status, _ in responses:
         last = status
         if status is None or int(status.get("Status", -1)) not in _PENDING:
             break
     if last is None or int(last.get("Status", -1)) not in (0x0000, 0xB000):
-        raise _failed(node, what, last)
+        raise _failed(node, what, last, hint)
 
 
 def retrieve(
@@ -266,7 +263,11 @@ def retrieve(
     try:
         with associate(node, [(model, DEFAULT_TRANSFER_SYNTAXES)]) as assoc:
             moves = assoc.send_c_move(query, node.calling_aet, model)
-            _final(node, f"C-MOVE of series {series_uid} to {node.calling_aet}", moves)
+            hint = (
+                f"check that the node knows move destination {node.calling_aet} at this host "
+                f"and port {node.move_port} (its modalities)"
+            )
+            _final(node, f"C-MOVE of series {series_uid} to {node.calling_aet}", moves, hint)
     finally:
         server.shutdown()
 
