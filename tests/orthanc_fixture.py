@@ -114,13 +114,15 @@ def orthanc_binary() -> str | None:
 
 
 @contextlib.contextmanager
-def running_orthanc(root: Path) -> Iterator[Orthanc]:
-    """Orthanc with its storage and log under ``root``, stopped by its PID on exit."""
+def running_orthanc(root: Path, extra: dict | None = None) -> Iterator[Orthanc]:
+    """Orthanc with its storage and log under ``root`` (``extra`` options added to its
+    configuration), stopped by its PID on exit."""
     binary = orthanc_binary()
     if binary is None:
         raise RuntimeError("Orthanc with its DICOMweb plugin is not installed")
     ports = free_port(), free_port(), free_port()
-    (root / "orthanc.json").write_text(json.dumps(_config(root, *ports), indent=2))
+    config = {**_config(root, *ports), **(extra or {})}
+    (root / "orthanc.json").write_text(json.dumps(config, indent=2))
     log = root / "orthanc.log"
     with log.open("w") as out:
         process = subprocess.Popen(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -307,3 +308,35 @@ def test_push_refused_by_the_node_names_the_series(
         "rejected 1 of 2 instances of series s01_test/plain_clean",
         "0x0122",
     )
+
+
+def test_dimse_over_mutual_tls(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A TLS-only Orthanc answers `find --tls` with ctrobust's certificate; plain DIMSE is told
+    to check TLS."""
+    from orthanc_fixture import orthanc_binary, running_orthanc
+
+    openssl = shutil.which("openssl")
+    if orthanc_binary() is None or openssl is None:
+        pytest.skip("needs Orthanc with DICOMweb and openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    tls = {
+        "DicomTlsEnabled": True,
+        "DicomTlsCertificate": str(cert),
+        "DicomTlsPrivateKey": str(key),
+        "DicomTlsTrustedCertificates": str(cert),
+    }
+    (tmp_path / "orthanc").mkdir()
+    with running_orthanc(tmp_path / "orthanc", tls) as server:
+        flags = _dimse_flags(server)
+        mutual = ["--tls", "--tls-ca-file", str(cert), "--tls-cert-file", str(cert)]
+        mutual += ["--tls-key-file", str(key)]
+        assert main(["pacs", "find", *flags, *mutual, "--json"]) == 1  # reached, and empty
+        assert json.loads(capsys.readouterr().out) == []
+        _fails(["pacs", "find", *flags, "--timeout", "5"], capsys, "check TLS (--tls)")
