@@ -166,6 +166,7 @@ def test_dimse_find_pull_run_push(
     _check_in_orthanc(orthanc, sent, source["study"])
 
 
+@pytest.mark.slow
 def test_dicomweb_round_trip_as_config_stages_pushes_the_deidentified_export(
     orthanc: Orthanc,
     source: dict,
@@ -340,3 +341,24 @@ def test_dimse_over_mutual_tls(tmp_path: Path, capsys: pytest.CaptureFixture[str
         assert main(["pacs", "find", *flags, *mutual, "--json"]) == 1  # reached, and empty
         assert json.loads(capsys.readouterr().out) == []
         _fails(["pacs", "find", *flags, "--timeout", "5"], capsys, "check TLS (--tls)")
+
+
+def test_configs_name_where_secrets_are_never_the_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ctrobust.config import ConfigError, load_config
+    from pipelines.pacs_nodes import node_from_config
+
+    node = "{dicomweb: 'https://pacs.example/dicom-web', username: u, password_env: PACS_PW"
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data:\n  pacs: {node}, study_uid: '1.2.3'}}\n")
+    with pytest.raises(ConfigError, match="password: unknown key"):
+        load_config(config, ["data.pacs.password=secret"])
+    with pytest.raises(ConfigError, match="data.folder or data.pacs"):
+        load_config(config, [f"data.folder={tmp_path}"])
+    pacs = load_config(config, []).data.pacs
+    assert pacs is not None
+    with pytest.raises(ValueError, match="PACS_PW is not set"):
+        node_from_config(pacs, "data.pacs")
+    monkeypatch.setenv("PACS_PW", "from-the-environment")
+    assert node_from_config(pacs, "data.pacs").password == "from-the-environment"
