@@ -63,17 +63,19 @@ def cmd_find(args: argparse.Namespace) -> int:
     studies = find_studies(node, filters, modality=args.modality)
     if args.json:
         print(json.dumps([s.to_dict() for s in studies], indent=2))
-    for study in [] if args.json else studies:
-        print(
-            f"study {study.study_uid}  patient {study.patient_id or '-'}  date {study.date or '-'}"
-            f"  accession {study.accession or '-'}  {study.description!r}"
-        )
-        for s in study.series:
-            count = "?" if s.instances is None else s.instances
+    else:
+        for study in studies:
             print(
-                f"  series {s.series_uid}  {s.modality} #{s.number or '-'}  {count} slices"
-                f"  {s.description!r}"
+                f"study {study.study_uid}  patient {study.patient_id or '-'}  "
+                f"date {study.date or '-'}  accession {study.accession or '-'}  "
+                f"{study.description!r}"
             )
+            for s in study.series:
+                count = "?" if s.instances is None else s.instances
+                print(
+                    f"  series {s.series_uid}  {s.modality} #{s.number or '-'}  {count} slices"
+                    f"  {s.description!r}"
+                )
     if not studies:
         print(f"pacs find: no study with a {args.modality} series on {node}", file=sys.stderr)
         return 1

@@ -67,7 +67,10 @@ def _rejection(node: Node, primitive: A_ASSOCIATE | None) -> PacsError:
 
 @contextlib.contextmanager
 def associate(
-    node: Node, contexts: list[tuple[str, list[str]]], roles: list[Any] | None = None, **kw: Any
+    node: Node,
+    contexts: list[tuple[str, list[str]]],
+    roles: list[Any] | None = None,
+    evt_handlers: list[Any] | None = None,
 ) -> Iterator[Association]:
     """An established association with the requested (abstract syntax, transfer syntaxes)."""
     _reachable(node)
@@ -81,7 +84,7 @@ def associate(
         if isinstance(event.primitive, A_ASSOCIATE) and event.primitive.result in (1, 2):
             answer.append(event.primitive)
 
-    handlers = [(evt.EVT_ACSE_RECV, keep_answer), *kw.pop("evt_handlers", [])]
+    handlers = [(evt.EVT_ACSE_RECV, keep_answer), *(evt_handlers or [])]
     context = node.ssl_context()
     assoc = ae.associate(
         node.host,
