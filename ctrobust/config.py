@@ -113,7 +113,8 @@ class PacsNodeConfig(_Strict):
 
 
 class PacsSourceConfig(PacsNodeConfig):
-    """The study ``ctrobust run`` pulls into RUN_DIR/pacs_input/ before ingest (stage pacs_pull)."""
+    """The study ``ctrobust run`` pulls into RUN_DIR/cache/pacs_input/study/ before ingest
+    (stage pacs_pull)."""
 
     study_uid: DicomUID
     series_uids: list[DicomUID] = Field(
@@ -135,7 +136,8 @@ class DataConfig(_Strict):
     """Where the slices come from and how they are split into train/val/test."""
 
     pacs: PacsSourceConfig | None = Field(
-        None, description="pull this study from a DICOM node into RUN_DIR/pacs_input/ and read it"
+        None,
+        description="pull this study from a DICOM node (into cache/pacs_input/) and read it",
     )
     folder: Path | None = Field(
         None, description="clinical DICOM folder; null = the embedded synthetic demo folder"
@@ -159,7 +161,9 @@ class DataConfig(_Strict):
     @classmethod
     def _folder_exists(cls, folder: Path | None, info: ValidationInfo) -> Path | None:
         if folder is not None and info.data.get("pacs") is not None:
-            raise ValueError("give data.folder or data.pacs, not both (a pull goes to pacs_input/)")
+            raise ValueError(
+                "give data.folder or data.pacs, not both (a pull goes to cache/pacs_input/)"
+            )
         if folder is not None and not folder.is_dir():
             raise ValueError(f"folder '{folder}' does not exist or is not a directory")
         return folder
@@ -417,6 +421,12 @@ class ExportConfig(_Strict):
     pacs: PacsDestinationConfig | None = Field(
         None, description="push the exported DICOM series to this node"
     )
+
+    @model_validator(mode="after")
+    def _push_needs_dicom(self) -> ExportConfig:
+        if self.pacs is not None and not (self.enabled and self.dicom):
+            raise ValueError("export.pacs pushes the exported DICOM: it needs enabled and dicom")
+        return self
 
 
 class ExternalReconstructorConfig(_Strict):

@@ -6,8 +6,9 @@ from __future__ import annotations
 from ctrobust.config import PacsNodeConfig
 from dicom_io.pacs import Node, read_secret
 
-#: RUN_DIR/<this>: the folder stage pacs_pull fills and stage ingest then reads.
-PULLED_FOLDER = "pacs_input"
+#: RUN_DIR/<this>: the folder stage pacs_pull fills and stage ingest then reads; under cache/,
+#: which keeps what was read and stays on the machine (nothing outside it names the patient).
+PULLED_FOLDER = "cache/pacs_input/study"
 
 
 def node_from_config(section: PacsNodeConfig, key: str) -> Node:

@@ -199,6 +199,14 @@ def test_dicomweb_round_trip_as_config_stages_pushes_the_deidentified_export(
     assert len(research_study) == 1 and source["study"] not in research_study
     assert source["patient"] not in {str(ds.PatientID) for ds in headers}
     _check_in_orthanc(orthanc, sent, research_study.pop())
+    # outside cache/ only the config in run.json names the source study
+    identifiers = [source["study"], source["series"], source["patient"], *source["sops"]]
+    outside = [p for p in run_dir.rglob("*") if p.is_file() and "cache" not in p.parts]
+    for path in outside:
+        text = path.read_bytes()
+        if path.name == "run.json":
+            text = json.dumps({**json.loads(text), "config": None}).encode()
+        assert not [i for i in identifiers if i.encode() in text], path
 
     again = _run(config, run_dir, *settings)
     assert (

@@ -1,7 +1,9 @@
-"""Stage ``pacs_pull``: retrieve the study of data.pacs into RUN_DIR/pacs_input/ for ingest.
+"""Stage ``pacs_pull``: retrieve the study of data.pacs into RUN_DIR/cache/pacs_input/study/
+for ingest.
 
 The pull is atomic and resumable (dicom_io.pacs.pull): a killed run leaves
-``.pacs_input.partial/`` beside it, and the next run asks only for what is missing.
+``cache/pacs_input/.study.partial/``, and the next run asks only for what is missing. The study
+UID stays in cache/pacs_pull/pull.json, out of log.txt and run.json's stage summary.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     assert pacs is not None  # the stage is enabled only with data.pacs
     node = node_from_config(pacs, "data.pacs")
     dest = ctx.run_dir / PULLED_FOLDER
-    ctx.log.info("pull: study %s from %s into %s", pacs.study_uid, node, dest)
+    ctx.log.info("pull: the study of data.pacs from %s into %s", node, dest)
     result = pull_study(node, pacs.study_uid, dest, pacs.series_uids, progress=ctx.show_progress)
     summary = {
         "node": str(node),
@@ -30,4 +32,9 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
         "already_there": result.already_there,
     }
     atomic_write_json(out / "pull.json", summary)
-    return {**summary, "series": len(result.series), "instances": sum(result.series.values())}
+    return {
+        "node": str(node),
+        "series": len(result.series),
+        "instances": sum(result.series.values()),
+        "retrieved": result.retrieved,
+    }
