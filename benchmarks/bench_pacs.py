@@ -82,7 +82,9 @@ def dcm_count(folder: Path) -> Callable[[], int]:
 def steps(orthanc: Orthanc, files: list[Path], work: Path) -> list[tuple[str, int, float]]:
     rows: list[tuple[str, int, float]] = []
     dimse = ["--host", "127.0.0.1", "--port", str(orthanc.dicom_port), "--called-aet", orthanc.aet]
-    web = ["--dicomweb", orthanc.dicomweb]
+    os.environ["BENCH_ORTHANC_PASSWORD"] = orthanc.password
+    web = ["--dicomweb", orthanc.dicomweb, "--username", orthanc.user]
+    web += ["--password-env", "BENCH_ORTHANC_PASSWORD"]
     node = Node(host="127.0.0.1", port=orthanc.dicom_port, called_aet=orthanc.aet)
     with timed(rows, "upload, C-STORE", lambda: len(files)):
         push_files(node, {"source": files})
@@ -115,7 +117,8 @@ def steps(orthanc: Orthanc, files: list[Path], work: Path) -> list[tuple[str, in
         cli("pacs", "push", str(run_dir), *web, "--quiet")
     orthanc.delete_all()
     with timed(rows, "upload, STOW-RS", lambda: len(files)):
-        push_files(Node(dicomweb=orthanc.dicomweb), {"source": files})
+        web_node = Node(dicomweb=orthanc.dicomweb, username=orthanc.user, password=orthanc.password)
+        push_files(web_node, {"source": files})
     return rows
 
 

@@ -1,23 +1,28 @@
 """A real Orthanc on 127.0.0.1 for the PACS tests: its own storage, DICOM port, AE title and
-DICOMweb root, remote access off, started once per test session and stopped by its PID."""
+DICOMweb root (basic auth, a password drawn per start), remote access off, started once per
+test session and stopped by its PID."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
+import secrets
 import shutil
 import socket
 import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 ORTHANC_AET = "ORTHANCTEST"
 CTROBUST_AET = "CTROBUST"
+#: The HTTP (REST and DICOMweb) user; its password is drawn per Orthanc started.
+HTTP_USER = "ctrobust"
 DICOMWEB_PLUGINS = (
     Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so"),
     Path("/usr/lib/orthanc/libOrthancDicomWeb.so"),
@@ -39,6 +44,8 @@ class Orthanc:
     http_port: int
     move_port: int
     pid: int
+    password: str = field(repr=False)
+    user: str = HTTP_USER
     aet: str = ORTHANC_AET
     ctrobust_aet: str = CTROBUST_AET
 
@@ -50,16 +57,20 @@ class Orthanc:
     def dicomweb(self) -> str:
         return f"{self.http}/dicom-web"
 
+    def _open(self, path: str, data: bytes | None = None, method: str | None = None) -> bytes:
+        request = urllib.request.Request(f"{self.http}{path}", data=data, method=method)
+        token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.read()
+
     def get(self, path: str) -> object:
         """A REST answer of Orthanc, decoded from JSON."""
-        with urllib.request.urlopen(f"{self.http}{path}", timeout=10) as answer:
-            return json.loads(answer.read())
+        return json.loads(self._open(path))
 
     def lookup(self, uid: str) -> dict:
         """Orthanc's record (MainDicomTags, ParentStudy, Instances...) of a UID it stores."""
-        request = urllib.request.Request(f"{self.http}/tools/lookup", data=uid.encode())
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            found = json.loads(answer.read())
+        found = json.loads(self._open("/tools/lookup", data=uid.encode()))
         if not found:
             raise LookupError(f"Orthanc holds nothing with UID {uid}")
         return self.get(found[0]["Path"])  # type: ignore[return-value]
@@ -67,11 +78,10 @@ class Orthanc:
     def delete_all(self) -> None:
         """Empty Orthanc (between tests that each upload their own data)."""
         for patient in self.get("/patients"):  # type: ignore[union-attr]
-            request = urllib.request.Request(f"{self.http}/patients/{patient}", method="DELETE")
-            urllib.request.urlopen(request, timeout=10).close()
+            self._open(f"/patients/{patient}", method="DELETE")
 
 
-def _config(root: Path, dicom_port: int, http_port: int, move_port: int) -> dict:
+def _config(root: Path, dicom_port: int, http_port: int, move_port: int, password: str) -> dict:
     plugins = [str(p) for p in DICOMWEB_PLUGINS if p.is_file()][:1]
     return {
         "Name": "ctrobust-test",
@@ -81,7 +91,8 @@ def _config(root: Path, dicom_port: int, http_port: int, move_port: int) -> dict
         "DicomPort": dicom_port,
         "HttpPort": http_port,
         "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
+        "AuthenticationEnabled": True,
+        "RegisteredUsers": {HTTP_USER: password},
         "DicomCheckCalledAet": True,
         # any AE title may query and ask for a C-MOVE (to a known destination), only the
         # known one may C-GET
@@ -121,14 +132,15 @@ def running_orthanc(root: Path, extra: dict | None = None) -> Iterator[Orthanc]:
     if binary is None:
         raise RuntimeError("Orthanc with its DICOMweb plugin is not installed")
     ports = free_port(), free_port(), free_port()
-    config = {**_config(root, *ports), **(extra or {})}
+    password = secrets.token_urlsafe(12)
+    config = {**_config(root, *ports, password), **(extra or {})}
     (root / "orthanc.json").write_text(json.dumps(config, indent=2))
     log = root / "orthanc.log"
     with log.open("w") as out:
         process = subprocess.Popen(
             [binary, str(root / "orthanc.json")], stdout=out, stderr=subprocess.STDOUT
         )
-    server = Orthanc(*ports, pid=process.pid)
+    server = Orthanc(*ports, pid=process.pid, password=password)
     try:
         _wait_until_up(server, process, log)
         yield server

@@ -65,6 +65,15 @@ def _dimse_flags(orthanc: Orthanc, called: str | None = None) -> list[str]:
     return ["--host", "127.0.0.1", "--port", port, "--called-aet", called or orthanc.aet]
 
 
+def _web_flags(orthanc: Orthanc, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """DICOMweb flags with Orthanc's user; the password travels in an environment variable."""
+    monkeypatch.setenv("ORTHANC_TEST_PASSWORD", orthanc.password)
+    return ["--dicomweb", orthanc.dicomweb, "--username", orthanc.user]
+
+
+WEB_PASSWORD = ["--password-env", "ORTHANC_TEST_PASSWORD"]
+
+
 @pytest.fixture(scope="module")
 def source(orthanc: Orthanc) -> dict:
     """The abdominal series' first instances, uploaded to Orthanc with C-STORE."""
@@ -174,7 +183,7 @@ def test_dicomweb_round_trip_as_config_stages_pushes_the_deidentified_export(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    web = ["--dicomweb", orthanc.dicomweb]
+    web = [*_web_flags(orthanc, monkeypatch), *WEB_PASSWORD]
     assert main(["pacs", "find", *web, "--study-uid", source["study"]]) == 0
     assert f"series {source['series']}  CT" in capsys.readouterr().out
 
@@ -182,10 +191,13 @@ def test_dicomweb_round_trip_as_config_stages_pushes_the_deidentified_export(
     config = tmp_path / "run.yaml"
     config.write_text(RUN_CONFIG)
     run_dir = tmp_path / "run"
-    pacs = f"{{dicomweb: '{orthanc.dicomweb}', study_uid: '{source['study']}'}}"
+    node = (
+        f"dicomweb: '{orthanc.dicomweb}', username: {orthanc.user}, "
+        "password_env: ORTHANC_TEST_PASSWORD"
+    )
     settings = (
-        f"data.pacs={pacs}",
-        f"export.pacs={{dicomweb: '{orthanc.dicomweb}', kinds: ['*attacked*', '*clean']}}",
+        f"data.pacs={{{node}, study_uid: '{source['study']}'}}",
+        f"export.pacs={{{node}, kinds: ['*attacked*', '*clean']}}",
         "export.deidentify.enabled=true",
     )
     first = _run(config, run_dir, *settings)
@@ -226,15 +238,28 @@ def _fails(argv: list[str], capsys: pytest.CaptureFixture[str], *expected: str) 
 
 
 def test_unreachable_nodes_and_unknown_ae_titles_say_which_node_and_what_to_check(
-    orthanc: Orthanc, source: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    orthanc: Orthanc,
+    source: dict,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     closed = free_port()
     dimse_closed = ["--host", "127.0.0.1", "--port", str(closed), "--called-aet", "PACS"]
     _fails(["pacs", "find", *dimse_closed], capsys, f"127.0.0.1:{closed} PACS", "cannot connect")
     web_closed = f"http://127.0.0.1:{closed}/dicom-web"
     _fails(["pacs", "find", "--dicomweb", web_closed], capsys, web_closed, "cannot connect")
+    web = _web_flags(orthanc, monkeypatch)
+    (tmp_path / "wrong").write_text("not-the-password\n")
     _fails(
-        ["pacs", "find", "--dicomweb", f"{orthanc.http}/no-such-root"],
+        ["pacs", "find", *web, "--password-file", str(tmp_path / "wrong")],
+        capsys,
+        f"DICOMweb {orthanc.dicomweb}",
+        "HTTP 401, credentials refused",
+    )
+    root = f"{orthanc.http}/no-such-root"
+    _fails(
+        ["pacs", "find", *web, *WEB_PASSWORD, "--dicomweb", root],
         capsys,
         "HTTP 404",
         "check the URL",
@@ -273,7 +298,8 @@ def test_a_missing_study_and_a_partial_retrieve_fail_and_the_pull_resumes(
     dest = tmp_path / "pulled"
     missing = ["--study-uid", "1.2.3.4", str(dest)]
     _fails(["pacs", "pull", *_dimse_flags(orthanc), *missing], capsys, "study 1.2.3.4 not found")
-    _fails(["pacs", "pull", "--dicomweb", orthanc.dicomweb, *missing], capsys, "1.2.3.4 not found")
+    web = [*_web_flags(orthanc, monkeypatch), *WEB_PASSWORD]
+    _fails(["pacs", "pull", *web, *missing], capsys, "1.2.3.4 not found")
 
     real_handler = dimse._store_handler
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 #: Receives (SOPInstanceUID, SeriesInstanceUID, the instance as a DICOM file's bytes).
@@ -41,7 +41,7 @@ class Node:
     tls_key_file: Path | None = None
     dicomweb: str | None = None
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log or a traceback
     timeout: float = 30.0
 
     def __post_init__(self) -> None:
