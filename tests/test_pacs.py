@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -396,3 +396,27 @@ def test_configs_name_where_secrets_are_never_the_secrets(
         node_from_config(pacs, "data.pacs")
     monkeypatch.setenv("PACS_PW", "from-the-environment")
     assert node_from_config(pacs, "data.pacs").password == "from-the-environment"
+
+
+def test_push_retries_an_instance_the_node_was_too_busy_for(
+    orthanc: Orthanc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 0xA700 (out of resources) answer is retried on a new association, then stored."""
+    files = sorted(shared_folder("abdomen_ct_pancreas").glob("*.dcm"))[-2:]
+    real_store, calls = dimse.store, []
+
+    def busy_once(node: Node, batch: list) -> Iterator[tuple[int, str]]:
+        calls.append(len(batch))
+        if len(calls) == 1:  # the first instance of the first association: "busy"
+            yield 0xA700, "out of resources"
+            yield from real_store(node, batch[1:])
+        else:
+            yield from real_store(node, batch)
+
+    monkeypatch.setattr(dimse, "store", busy_once)
+    node = Node(host="127.0.0.1", port=orthanc.dicom_port, called_aet=orthanc.aet)
+    result = push_files(node, {"s01/plain_clean": files}, backoff=0)
+    assert calls == [2, 1]
+    assert [(i.stored, i.attempts) for i in result.instances] == [(True, 1), (True, 2)]
+    uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).SOPInstanceUID)
+    assert orthanc.lookup(uid)["ID"]

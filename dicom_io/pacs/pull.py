@@ -157,9 +157,3 @@ def pull_study(
     write_text_atomic(staging / MANIFEST, json.dumps(manifest, indent=2))
     os.replace(staging, dest)
     return result
-
-
-def pulled_manifest(dest: Path) -> str:
-    """The manifest text of a complete pull in ``dest`` ('' when there is none)."""
-    path = Path(dest) / MANIFEST
-    return path.read_text() if path.is_file() else ""
