@@ -14,6 +14,7 @@ from pipelines.stages import (
     report,
     simulate,
     train,
+    verdict,
 )
 
 DATA_KEYS = ("data.folder", "data.max_series", "data.slices_per_series", "data.allow_lossy")
@@ -73,6 +74,13 @@ def ct_stages() -> list[Stage]:
             distributed=True,
         ),
         Stage(
+            "verdict",
+            verdict.run,
+            config_keys=("verdict",),
+            depends_on=("evaluate", "attack"),
+            enabled=lambda cfg: cfg.attack.enabled,
+        ),
+        Stage(
             "instability",
             instability.run,
             config_keys=("instability", "attack", "reconstructors"),
@@ -82,7 +90,7 @@ def ct_stages() -> list[Stage]:
         Stage(
             "export",
             export.run,
-            config_keys=("export", "attack.enabled", "attack.max_slices"),
+            config_keys=("export", "attack.enabled"),
             depends_on=("evaluate", "attack"),
             enabled=lambda cfg: cfg.export.enabled,
             writes=("dicom", "nifti"),
@@ -91,7 +99,7 @@ def ct_stages() -> list[Stage]:
             "report",
             report.run,
             config_keys=("report",),
-            depends_on=("evaluate", "attack", "instability", "export"),
+            depends_on=("evaluate", "attack", "verdict", "instability", "export"),
             enabled=lambda cfg: cfg.report.enabled,
             writes=("report",),
         ),

@@ -94,11 +94,13 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     ingested = [source_from_dict(r) for r in records]
     data, split = load_simulated(ctx)
     test = data.subset(split["test"])
-    attacked_count = len(test)
-    if ctx.cfg.attack.enabled and ctx.cfg.attack.max_slices:
-        attacked_count = min(len(test), ctx.cfg.attack.max_slices)
+    attack_file = ctx.stage_dir("attack") / "results.pt"
+    exported_rows = list(range(len(test)))
+    if ctx.cfg.attack.enabled and attack_file.exists():
+        position = {row: i for i, row in enumerate(split["test"])}
+        exported_rows = [position[r] for r in load_tensors(attack_file)["rows"]]
     by_series: dict[str, list[int]] = defaultdict(list)
-    for row in range(attacked_count):
+    for row in exported_rows:
         by_series[str(test.meta[row]["series"])].append(row)
 
     described = Metrics.model_validate(ctx.metrics)
