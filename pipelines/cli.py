@@ -78,6 +78,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError(f"report: '{run_dir}' is not a run folder")
     html = build_report(run_dir, pdf=args.pdf, max_slices=args.max_slices)
     print(f"report: {html}")
+    if args.pdf:
+        pdf = html.with_suffix(".pdf")
+        fresh = pdf.exists() and pdf.stat().st_mtime >= html.stat().st_mtime
+        print(f"pdf: {pdf}" if fresh else "pdf: not written (see the warning above)")
     return 0
 
 
