@@ -348,6 +348,14 @@ class ExportConfig(_Strict):
     enabled: bool = True
     dicom: bool = True
     nifti: bool = True
+    eps: list[NonNegativeFloat] | None = Field(
+        None, description="the eps of attack.eps whose attacked series are exported; null = all"
+    )
+    same_study: bool = Field(
+        False,
+        description="file the series in the source's study; by default they get a new "
+        "research study, so they never join the clinical one",
+    )
     deidentify: DeidentifyConfig = Field(default_factory=DeidentifyConfig)
 
 
@@ -521,6 +529,16 @@ class RunConfig(_Strict):
                 f"data.n = {self.data.n} cannot pass through the U-Net's "
                 f"{len(self.model.channels)} levels (model.channels): it needs a multiple of "
                 f"{factor}, e.g. {max(factor, self.data.n // factor * factor)}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _exported_eps_are_attacked(self) -> RunConfig:
+        missing = sorted(set(self.export.eps or []) - set(self.attack.eps))
+        if missing:
+            raise ValueError(
+                f"export.eps {missing} are not in attack.eps {list(self.attack.eps)}: only "
+                "attacked eps can be exported"
             )
         return self
 
