@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from ctrobust.report import browser_check, browser_unavailable_reason, build_report
+from ctrobust.report.browser import pdf_page_fill
 from ctrobust.runfiles import atomic_write_json, save_tensors
 
 EPS = (0.01, 0.03)
@@ -560,8 +561,49 @@ def test_demo_run_report_in_chromium(tiny_config, tmp_path):
     reason = browser_unavailable_reason()
     if reason:
         pytest.skip(reason)
-    result = browser_check(html_path, screenshot=tmp_path / "shot.png")
+    shots = {"verdict": ("#verdict", tmp_path / "verdict.png")}
+    result = browser_check(html_path, screenshot=tmp_path / "shot.png", elements=shots)
     assert result["images"] > 5
     assert result["broken"] == []
     assert result["external"] == []
     assert result["screenshot_std"] > 20
+    assert Image.open(tmp_path / "verdict.png").width > 300
+    _verdicts_match_metrics(result["verdicts"], metrics["verdict"])
+    _diffmap_limits_fit_each_eps(result["diffmap_limits"], run, metrics)
+    build_report(run, pdf=True)
+    fills = pdf_page_fill(run / "report" / "index.pdf")
+    assert len(fills) > 3
+    blank = [k + 1 for k, fill in enumerate(fills[:-1]) if fill < 0.25]
+    assert blank == [], f"mostly blank PDF pages {blank} (fraction of rows inked: {fills})"
+
+
+def _verdicts_match_metrics(shown: dict[str, str], verdict: dict[str, Any]) -> None:
+    """Every verdict of metrics.json has its sentence in the page, with its figures and word."""
+    assert len(shown) == len(verdict["series"]) > 0
+    for v in verdict["series"]:
+        text = shown[f"{v['method']}/{v['series']}"]
+        assert ("PASSES" if v["passed"] else "FAILS") in text, text
+        assert f"reaches {v['ratio']:.2f} x" in text and f"reaches {v['rms_hu']:.1f} HU" in text
+        assert f"limit {verdict['k_ratio']:g})" in text
+        assert f"limit {verdict['max_rms_hu']:g} HU" in text
+        assert v["series"] not in text, "the page names series by pseudonym only"
+
+
+def _diffmap_limits_fit_each_eps(limits: list[list[float]], run: Path, metrics: dict) -> None:
+    """One colour limit per column (clean error, then each eps), each just above that
+    column's own 99.9th percentile of |difference| in HU, recomputed from the caches."""
+    eps = metrics["attack"]["settings"]["eps"]
+    assert limits and all(len(row) == len(eps) + 1 for row in limits)
+    results = torch.load(run / "cache/attack/results.pt", weights_only=True)
+    recons = torch.load(run / "cache/evaluate/test_recons.pt", weights_only=True)
+    data = torch.load(run / "cache/simulate/data.pt", weights_only=True)
+    position = {row: i for i, row in enumerate(data["split"]["test"])}
+    for t, row in enumerate(limits):  # the report shows the first attacked slices in order
+        p = position[results["rows"][t]]
+        for e in range(len(eps)):
+            change = [
+                1000 * (results["models"][m]["attacked"][e, t, 0] - recons[m][p, 0]).abs()
+                for m in results["models"]
+            ]
+            top = max(float(torch.quantile(c.flatten().double(), 0.999)) for c in change)
+            assert 0.999 * top <= row[e + 1] <= 2.0 * top + 1e-9, (t, e, top, row)
