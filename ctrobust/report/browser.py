@@ -223,3 +223,29 @@ def pdf_page_fill(pdf_path: Path, dpi: int = 30) -> list[float]:
             grey = np.asarray(Image.open(page).convert("L"))
             fills.append(float((grey < 240).any(axis=1).mean()))
     return fills
+
+
+#: What ``ctrobust report --screenshots`` captures: name -> CSS selector of the report.
+SCREENSHOTS = {
+    "verdict": "#verdict",
+    "slice_windows": "#slices .slice figure",
+    "slice_differences": "#slices figure.diffmap",
+}
+
+
+def report_screenshots(html_path: Path, out_dir: Path) -> dict[str, Path]:
+    """PNG screenshots of the verdict section and of the first slice's panels (its soft-tissue
+    window grid and difference maps) in ``out_dir``; only the parts the report has."""
+    html = Path(html_path).read_text()
+    present = {
+        "verdict": 'id="verdict"' in html,
+        "slice_windows": 'class="slice"' in html,
+        "slice_differences": 'class="diffmap"' in html,
+    }
+    shots = {
+        name: (selector, Path(out_dir) / f"{name}.png")
+        for name, selector in SCREENSHOTS.items()
+        if present[name]
+    }
+    browser_check(html_path, elements=shots)
+    return {name: path for name, (_, path) in shots.items()}
