@@ -1,9 +1,11 @@
 """Stage ``attack``: worst-case sinogram perturbations (Raj eq. 7-8) and Antun's ascent.
 
-For every trained scheme and for plain FBP (the classical linear reference), each
-test slice is attacked at every eps of the config with projected gradient ascent
-through FBP (backward H A), next to Gaussian noise of the same norm. rho-hat(eps)
-is the mean over slices of the worst-case error ||f(y + delta) - x_gt||_2.
+For every reconstructor under test and for plain FBP (the classical linear reference),
+each chosen test slice (attack.slices of the series in attack.series) is attacked at every
+eps of the config with projected gradient ascent through FBP (backward H A), next to
+Gaussian noise of the same norm. rho-hat(eps) is the mean over slices of the worst-case
+error ||f(y + delta) - x_gt||_2. With simulated noise, each slice is attacked once more at
+eps = its own noise norm, the input of the verdict stage.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ def _attack_at_noise(
         y = y0[start : start + size].to(ctx.device)
         x = x_gt[start : start + size].to(ctx.device)
         radius = noise[start : start + size].to(ctx.device)
+        # the configured attacks, with this batch's absolute radii in place of attack.eps
         worst = configured_pga(ctx.cfg, ctx.device, 0.0)(f, y, x, eps=radius, relative=False)
         rand = configured_random_baseline(ctx.cfg, ctx.device, 0.0)(
             f, y, x, eps=radius, relative=False
@@ -132,10 +135,10 @@ def _attack_method(
     figures["seconds_per_slice"] = (time.perf_counter() - start) / (len(test) * len(cfg.eps))
     if bool((noise > 0).all()):
         at_noise = _attack_at_noise(ctx, f, y0, local.x_gt, noise[rows])
-        full = {k: gather_rows(v, rows, len(test)) for k, v in at_noise.items()}
+        gathered = {k: gather_rows(v, rows, len(test)) for k, v in at_noise.items()}
         figures["at_noise"] = NoiseLevelAttack(
             eps_abs=[float(v) for v in noise],
-            **{k: [round(float(e), 5) for e in v] for k, v in full.items()},
+            **{k: [round(float(e), 5) for e in v] for k, v in gathered.items()},
         )
     for full in per_eps:
         figures["eps_abs_mean"].append(float(full["eps_abs"].mean()))

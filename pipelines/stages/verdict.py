@@ -30,7 +30,8 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     methods = {}
     for name, figures in metrics.attack.models.items():
         if figures.at_noise is None:
-            ctx.log.warning("verdict: no attack at the noise norm (noise-free simulation)")
+            ctx.log.warning("verdict: none: the simulation is noise-free (physics.i0 null)")
+            atomic_write_json(out / "metrics.json", {})
             return {}
         clean = recons[name][[position[r] for r in rows]]
         methods[name] = MethodFigures(
