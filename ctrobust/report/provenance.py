@@ -112,7 +112,8 @@ def header_section(data: RunData, names: Pseudonyms) -> Section:
     """Run name, date, acquisition model, split, versions and stage status."""
     d = data.metrics.data
     rows: list[tuple[str, object]] = [
-        ("Run", data.name),
+        ("Run", data.run_dir.name),
+        ("Config", data.name),
         ("Run date", run_date(data)),
         ("Report built", time.strftime("%Y-%m-%d %H:%M:%S")),
         ("Run folder", str(data.run_dir.resolve())),
