@@ -74,7 +74,7 @@ return {
     .map(i => i.alt || i.src.slice(0, 80)),
   height: Math.ceil(document.documentElement.scrollHeight),
   verdicts: Object.fromEntries(Array.from(document.querySelectorAll('li.verdict'))
-    .map(e => [e.dataset.method + '/' + e.dataset.series, e.textContent])),
+    .map(e => [e.dataset.index, e.textContent])),
   limits: Array.from(document.querySelectorAll('figure.diffmap'))
     .map(e => e.dataset.limitsHu),
   external: Array.from(document.querySelectorAll('[src],[href]'))
@@ -114,7 +114,7 @@ def browser_check(
     ``external`` (links to other hosts), ``page_height`` (CSS px), ``screenshot_std`` (grey
     level standard deviation, 0-255, of a full-page screenshot), ``nonwhite_fraction`` and
     ``screenshot`` (where the PNG was saved, if asked), ``verdicts`` (the text of every
-    verdict sentence, by ``method/series``) and ``diffmap_limits`` (the HU colour limits
+    verdict sentence, by its index in metrics.verdict.series) and ``diffmap_limits`` (the HU colour limits
     of every difference-map figure). ``elements`` maps a name to (CSS selector, PNG path):
     each element is saved as its own screenshot. Raises :class:`BrowserUnavailableError`.
     """

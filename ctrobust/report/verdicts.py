@@ -62,11 +62,11 @@ def verdict_section(data: RunData, names: Pseudonyms, shown: dict[int, str]) -> 
         ]
         for v in result.series
     ]
+    # data-index: the row of metrics.verdict.series (the series key itself names a patient)
     sentences = "".join(
         f'<li class="verdict" data-method="{html.escape(v.method, quote=True)}" '
-        f'data-series="{html.escape(v.series, quote=True)}">'
-        f"{esc(report_sentence(v, result, names))}</li>"
-        for v in result.series
+        f'data-index="{k}">{esc(report_sentence(v, result, names))}</li>'
+        for k, v in enumerate(result.series)
     )
     body = [
         paragraph(result.rule),
