@@ -114,9 +114,10 @@ def browser_check(
     ``external`` (links to other hosts), ``page_height`` (CSS px), ``screenshot_std`` (grey
     level standard deviation, 0-255, of a full-page screenshot), ``nonwhite_fraction`` and
     ``screenshot`` (where the PNG was saved, if asked), ``verdicts`` (the text of every
-    verdict sentence, by its index in metrics.verdict.series) and ``diffmap_limits`` (the HU colour limits
-    of every difference-map figure). ``elements`` maps a name to (CSS selector, PNG path):
-    each element is saved as its own screenshot. Raises :class:`BrowserUnavailableError`.
+    verdict sentence, by its index in metrics.verdict.series) and ``diffmap_limits`` (the
+    HU colour limits of every difference-map figure). ``elements`` maps a name to (CSS
+    selector, PNG path): each element is saved as its own screenshot.
+    Raises :class:`BrowserUnavailableError`.
     """
     reason = browser_unavailable_reason()
     if reason:
