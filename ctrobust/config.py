@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from ctrobust.physics.units import MU_WATER_PER_MM
+from ctrobust.selection import SliceSpec
 
 MAX_COUNT = 2**31 - 1
 PositiveInt = Annotated[int, Field(gt=0, le=MAX_COUNT, strict=True)]
@@ -346,7 +347,19 @@ class AttackConfig(_Strict):
     random_start: bool = False
     random_draws: PositiveInt = 4
     batch_size: BatchSize = 8
-    max_slices: PositiveInt | None = None
+    slices: SliceSpec = Field(
+        "all",
+        description="slices attacked in each chosen test series: all, first:N, every:K, or a "
+        "list of source InstanceNumbers / slice labels (ctrobust.selection)",
+    )
+    series: list[str] | None = Field(
+        None,
+        description="test series attacked, each named by SeriesInstanceUID, SeriesDescription "
+        "or patient; null = every test series",
+    )
+    max_slices: PositiveInt | None = Field(
+        None, description="cap on the attacked slices in all, after slices and series"
+    )
     image_domain: ImageDomainAttackConfig = Field(default_factory=ImageDomainAttackConfig)
 
     @field_validator("eps")
@@ -364,6 +377,18 @@ class AttackConfig(_Strict):
                 "perturbation is larger than the measurement; use e.g. 0.05 for 5 %"
             )
         return self
+
+
+class VerdictConfig(_Strict):
+    """Pass/fail thresholds of the per-series verdict, relative to the simulated noise.
+
+    At eps equal to each slice's noise norm ||y - A x0||, a series passes when on every
+    slice the worst-case error is at most ``k_ratio`` times the error under Gaussian noise
+    of the same norm and the worst-case RMS change of the image is at most ``max_rms_hu``.
+    """
+
+    k_ratio: Annotated[float, Field(ge=1)] = 1.5
+    max_rms_hu: PositiveFloat = 25.0
 
 
 class DetailsConfig(_Strict):
@@ -417,6 +442,14 @@ class ExportConfig(_Strict):
     enabled: bool = True
     dicom: bool = True
     nifti: bool = True
+    eps: list[NonNegativeFloat] | None = Field(
+        None, description="the eps of attack.eps whose attacked series are exported; null = all"
+    )
+    same_study: bool = Field(
+        False,
+        description="file the series in the source's study; by default they get a new "
+        "research study, so they never join the clinical one",
+    )
     deidentify: DeidentifyConfig = Field(default_factory=DeidentifyConfig)
     pacs: PacsDestinationConfig | None = Field(
         None, description="push the exported DICOM series to this node"
@@ -556,6 +589,7 @@ class RunConfig(_Strict):
     instability: InstabilityConfig = Field(default_factory=InstabilityConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    verdict: VerdictConfig = Field(default_factory=VerdictConfig)
     reconstructors: list[ExternalReconstructorConfig] = Field(
         default_factory=list,
         description="reconstructors under test that ctrobust did not train",
@@ -598,6 +632,16 @@ class RunConfig(_Strict):
                 f"data.n = {self.data.n} cannot pass through the U-Net's "
                 f"{len(self.model.channels)} levels (model.channels): it needs a multiple of "
                 f"{factor}, e.g. {max(factor, self.data.n // factor * factor)}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _exported_eps_are_attacked(self) -> RunConfig:
+        missing = sorted(set(self.export.eps or []) - set(self.attack.eps))
+        if missing:
+            raise ValueError(
+                f"export.eps {missing} are not in attack.eps {list(self.attack.eps)}: only "
+                "attacked eps can be exported"
             )
         return self
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from ctrobust.reconstructors.base import MethodKind, Reconstructor
+from ctrobust.verdict import NoiseLevelAttack, VerdictResult
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -166,6 +167,9 @@ class MethodAttack(Result):
     ssim: list[float]
     delta_max_per_slice: list[list[float]]
     seconds_per_slice: float
+    at_noise: NoiseLevelAttack | None = Field(
+        None, description="the attack at eps = each slice's noise norm (the verdict's input)"
+    )
 
 
 class ImageIterate(Result):
@@ -349,6 +353,7 @@ class Metrics(Result):
     instability: InstabilityResult | None = None
     export: ExportResult | None = None
     linear: LinearResult | None = None
+    verdict: VerdictResult | None = None
 
     def method_label(self, method: str) -> str:
         """The human name of a method id (the id itself when the run did not describe it)."""

@@ -15,9 +15,18 @@ from dicom_io.read import read_folder, scan_folder
 from dicom_io.record import source_from_dict, source_to_dict
 from dicom_io.report import format_ingest_report, ingest_report_to_dict, series_problems
 from dicom_io.series import CTSeries, IngestReport, SkippedFile, SourceSeries
-from dicom_io.write import WrittenSeries, derived_text, is_adversarial, write_series
+from dicom_io.write import (
+    CT_WINDOW_PRESETS,
+    ResearchStudy,
+    WrittenSeries,
+    derived_text,
+    is_adversarial,
+    write_series,
+)
 
 __all__ = [
+    "CT_WINDOW_PRESETS",
+    "ResearchStudy",
     "CTSeries",
     "DeidConfig",
     "Deidentifier",

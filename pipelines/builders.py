@@ -15,6 +15,7 @@ from ctrobust.physics import ParallelBeam2D
 from ctrobust.reconstructors import FBP, Reconstructor, trained_network
 from ctrobust.reconstructors.external import ExternalReconstructor, load_external
 from ctrobust.runfiles import load_tensors
+from ctrobust.selection import select_rows, slice_label
 from ctrobust.simulation import SimulatedSlices
 from dicom_io import DeidConfig, Deidentifier
 from pipelines.deid_salt import resolve_salt
@@ -135,8 +136,22 @@ def reconstructors_under_test(ctx: RunContext, op: ParallelBeam2D) -> list[Recon
 
 
 def slice_labels(part: SimulatedSlices) -> list[str]:
-    """Human-readable names of slices: ``patient:series-suffix:slice``."""
-    return [f"{m['patient']}:{str(m['series'])[-8:]}:{m['slice']}" for m in part.meta]
+    """Human-readable names of slices: ``patient:series-suffix:IN<InstanceNumber> z=<z>mm``."""
+    return [slice_label(m) for m in part.meta]
+
+
+def attacked_rows(ctx: RunContext, data: SimulatedSlices, test_rows: list[int]) -> list[int]:
+    """The test rows the attack stage attacks: ``attack.series`` and ``attack.slices``, capped
+    by ``attack.max_slices``. Series named by source UID or patient also match their
+    pseudonyms in a de-identified run."""
+    cfg = ctx.cfg.attack
+    deid = deidentifier(ctx)[0] if cfg.series is not None else None
+
+    def names_of(name: str) -> set[str]:
+        return {name} if deid is None else {name, deid.uid(name), deid.pseudonym(name)}
+
+    rows = select_rows(data.meta, test_rows, cfg.slices, cfg.series, names_of)
+    return rows[: cfg.max_slices] if cfg.max_slices else rows
 
 
 def deidentifier(ctx: RunContext) -> tuple[Deidentifier | None, str]:

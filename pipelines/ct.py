@@ -17,11 +17,19 @@ from pipelines.stages import (
     report,
     simulate,
     train,
+    verdict,
 )
 
 DATA_KEYS = ("data.folder", "data.max_series", "data.slices_per_series", "data.allow_lossy")
 #: What export reads of its section: export.pacs only matters to pacs_push.
-EXPORT_KEYS = ("export.enabled", "export.dicom", "export.nifti", "export.deidentify")
+EXPORT_KEYS = (
+    "export.enabled",
+    "export.dicom",
+    "export.nifti",
+    "export.eps",
+    "export.same_study",
+    "export.deidentify",
+)
 
 
 def checked(stages: list[Stage]) -> list[Stage]:
@@ -91,6 +99,13 @@ def ct_stages() -> list[Stage]:
             distributed=True,
         ),
         Stage(
+            "verdict",
+            verdict.run,
+            config_keys=("verdict",),
+            depends_on=("evaluate", "attack"),
+            enabled=lambda cfg: cfg.attack.enabled,
+        ),
+        Stage(
             "instability",
             instability.run,
             config_keys=("instability", "attack", "reconstructors"),
@@ -100,7 +115,7 @@ def ct_stages() -> list[Stage]:
         Stage(
             "export",
             export.run,
-            config_keys=(*EXPORT_KEYS, "attack.enabled", "attack.max_slices"),
+            config_keys=(*EXPORT_KEYS, "attack.enabled"),
             depends_on=("evaluate", "attack"),
             enabled=lambda cfg: cfg.export.enabled,
             writes=("dicom", "nifti"),
@@ -116,7 +131,7 @@ def ct_stages() -> list[Stage]:
             "report",
             report.run,
             config_keys=("report",),
-            depends_on=("evaluate", "attack", "instability", "export"),
+            depends_on=("evaluate", "attack", "verdict", "instability", "export"),
             enabled=lambda cfg: cfg.report.enabled,
             writes=("report",),
         ),

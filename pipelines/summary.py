@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ctrobust.results import AttackResult, CleanResult, LinearResult, Metrics
+from ctrobust.verdict import format_verdict_table
 
 
 def _clean_table(clean: CleanResult) -> list[str]:
@@ -50,6 +51,8 @@ def format_summary(metrics: dict[str, Any]) -> str:
         lines += _clean_table(typed.clean)
     if typed.attack:
         lines += _attack_table(typed.attack)
+    if typed.verdict:
+        lines += ["Per-series verdict", *format_verdict_table(typed.verdict).splitlines()]
     if typed.linear:
         lines += _linear_table(typed.linear)
     return "\n".join(lines)

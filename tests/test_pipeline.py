@@ -44,6 +44,15 @@ def test_run_writes_results_and_rerun_recomputes_nothing(tiny_config: Path, tmp_
     assert "is at an end of instability.tv_weights" in (out / "log.txt").read_text()
     assert len(instability["tv_attack"]["rho_hat"]) == 2
     assert list((out / "dicom").glob("*/plain_attacked_eps0.05/*.dcm"))
+    assert list((out / "dicom").glob("*/ground_truth/*.dcm"))
+    assert list((out / "dicom").glob("*/fbp24_attacked_eps0.05/*.dcm"))
+    verdict = metrics["verdict"]
+    attacked = len(metrics["attack"]["test_slices"])
+    for method in ("fbp24", "plain"):
+        judged = [v for v in verdict["series"] if v["method"] == method]
+        assert sum(v["slices"] for v in judged) == attacked, "every attacked slice is judged"
+        noise = metrics["attack"]["models"][method]["at_noise"]
+        assert noise["eps_abs"] == pytest.approx(metrics["attack"]["noise_norm_per_slice"])
     assert metrics["data"]["split_by"] == "patient"
     assert metrics["training"]["plain"]["epochs"] == 2
     assert (out / "log.txt").read_text().count("stage train: running") == 1
@@ -62,6 +71,10 @@ def test_run_writes_results_and_rerun_recomputes_nothing(tiny_config: Path, tmp_
     status = {name: s["status"] for name, s in fourth["stages"].items()}
     assert status["train"] == status["evaluate"] == "cached"
     assert status["attack"] == status["export"] == status["report"] == "done"
+
+    fifth = _run(tiny_config, out, "train.epochs=3", "attack.n_iter=6", "verdict.k_ratio=9")
+    status = {name: s["status"] for name, s in fifth["stages"].items()}
+    assert status["attack"] == "cached" and status["verdict"] == "done"
 
 
 def test_sigkill_during_training_resumes_from_checkpoint(tiny_config: Path, tmp_path: Path) -> None:

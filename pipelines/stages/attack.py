@@ -1,9 +1,11 @@
 """Stage ``attack``: worst-case sinogram perturbations (Raj eq. 7-8) and Antun's ascent.
 
-For every trained scheme and for plain FBP (the classical linear reference), each
-test slice is attacked at every eps of the config with projected gradient ascent
-through FBP (backward H A), next to Gaussian noise of the same norm. rho-hat(eps)
-is the mean over slices of the worst-case error ||f(y + delta) - x_gt||_2.
+For every reconstructor under test and for plain FBP (the classical linear reference),
+each chosen test slice (attack.slices of the series in attack.series) is attacked at every
+eps of the config with projected gradient ascent through FBP (backward H A), next to
+Gaussian noise of the same norm. rho-hat(eps) is the mean over slices of the worst-case
+error ||f(y + delta) - x_gt||_2. With simulated noise, each slice is attacked once more at
+eps = its own noise norm, the input of the verdict stage.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
 
 from ctrobust.attacks import (
     create_attack_engine,
@@ -30,7 +33,9 @@ from ctrobust.reconstructors import MethodKind, Reconstructor
 from ctrobust.results import AttackResult, AttackSettings, ImageDomainResult, MethodAttack, describe
 from ctrobust.runfiles import atomic_write_json, save_tensors
 from ctrobust.simulation import SimulatedSlices
+from ctrobust.verdict import NoiseLevelAttack
 from pipelines.builders import (
+    attacked_rows,
     configured_pga,
     configured_random_baseline,
     load_simulated,
@@ -72,6 +77,36 @@ def _attack_shard(
     return parts
 
 
+def _attack_at_noise(
+    ctx: RunContext, f: Reconstructor, y0: Tensor, x_gt: Tensor, noise: Tensor
+) -> dict[str, Tensor]:
+    """PGA and the random baseline at eps = each slice's own noise norm (absolute radii).
+
+    Returns per-slice worst-case error, random-noise error and the RMS change of the image
+    in HU, f(y0 + delta) - f(y0): what :mod:`ctrobust.verdict` judges.
+    """
+    size = ctx.cfg.attack.batch_size
+    parts: dict[str, list[Tensor]] = {"error": [], "random_error": [], "rms_change_hu": []}
+    chunks = range(0, len(y0), size)
+    for start in tqdm(
+        chunks, desc="attack at noise", disable=not (ctx.show_progress and is_main())
+    ):
+        y = y0[start : start + size].to(ctx.device)
+        x = x_gt[start : start + size].to(ctx.device)
+        radius = noise[start : start + size].to(ctx.device)
+        # the configured attacks, with this batch's absolute radii in place of attack.eps
+        worst = configured_pga(ctx.cfg, ctx.device, 0.0)(f, y, x, eps=radius, relative=False)
+        rand = configured_random_baseline(ctx.cfg, ctx.device, 0.0)(
+            f, y, x, eps=radius, relative=False
+        )
+        with torch.no_grad():
+            change = worst.reconstruction.detach() - f(y)
+        parts["error"].append(worst.error.detach().cpu())
+        parts["random_error"].append(rand.mean_error.detach().cpu())
+        parts["rms_change_hu"].append(1000.0 * change.flatten(1).pow(2).mean(1).sqrt().cpu())
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
 def _attack_method(
     ctx: RunContext, f: Reconstructor, test: SimulatedSlices, noise: Tensor
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
@@ -98,6 +133,13 @@ def _attack_method(
         parts["source_error"] = source["error"]
         per_eps.append({k: gather_rows(v, rows, len(test)) for k, v in parts.items()})
     figures["seconds_per_slice"] = (time.perf_counter() - start) / (len(test) * len(cfg.eps))
+    if bool((noise > 0).all()):
+        at_noise = _attack_at_noise(ctx, f, y0, local.x_gt, noise[rows])
+        gathered = {k: gather_rows(v, rows, len(test)) for k, v in at_noise.items()}
+        figures["at_noise"] = NoiseLevelAttack(
+            eps_abs=[float(v) for v in noise],
+            **{k: [round(float(e), 5) for e in v] for k, v in gathered.items()},
+        )
     for full in per_eps:
         figures["eps_abs_mean"].append(float(full["eps_abs"].mean()))
         figures["eps_over_noise"].append(
@@ -180,7 +222,14 @@ def _image_domain(
 def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     cfg = ctx.cfg.attack
     data, split = load_simulated(ctx)
-    test = data.subset(split["test"][: cfg.max_slices] if cfg.max_slices else split["test"])
+    rows = attacked_rows(ctx, data, split["test"])
+    test = data.subset(rows)
+    ctx.log.info(
+        "attack: %d slice(s) of %d test series (attack.slices %s)",
+        len(test),
+        len({str(m["series"]) for m in test.meta}),
+        cfg.slices,
+    )
     methods = reconstructors_under_test(ctx, measurement_operator(ctx.cfg, ctx.device))
     noise = sample_norms(test.y - test.y_clean)
     models, tensors = {}, {}
@@ -233,6 +282,7 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
         out / "results.pt",
         {
             "slices": slice_labels(test),
+            "rows": rows,
             "eps": list(cfg.eps),
             "models": tensors,
             "image_domain": image_tensors,

@@ -90,6 +90,9 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
                     "series": s.key,
                     "patient": patient,
                     "slice": index,
+                    "instance": s.instance_numbers[index] if s.instance_numbers else None,
+                    "z": round(float(s.positions[index][2]), 3),
+                    "description": s.series_description,
                 }
             )
     if len(slices) < MIN_SLICES:
