@@ -166,7 +166,8 @@ def test_dimse_find_pull_run_push(
     config = tmp_path / "run.yaml"
     config.write_text(RUN_CONFIG)
     run_dir = tmp_path / "run"
-    _run(config, run_dir, f"data.folder={pulled}")
+    # same_study: the derived series join the source study (the default is a research study)
+    _run(config, run_dir, f"data.folder={pulled}", "export.same_study=true")
     capsys.readouterr()
     assert main(["pacs", "push", str(run_dir), *_dimse_flags(orthanc)]) == 0
     lines = capsys.readouterr().out.splitlines()
