@@ -149,8 +149,8 @@ def top_spectrum(
 
 def trust_region_max(
     gamma: np.ndarray, beta: np.ndarray, c: float, eps: float
-) -> tuple[float, np.ndarray]:
-    """max c + 2 beta^T a + sum_i gamma_i a_i^2 over ||a||_2 <= eps, and the maximiser a.
+) -> tuple[float, np.ndarray, float]:
+    """max c + 2 beta^T a + sum_i gamma_i a_i^2 over ||a||_2 <= eps, the maximiser a and mu.
 
     The maximiser lies on the sphere, a_i = beta_i / (mu - gamma_i) with mu >= max gamma solving
     the secular equation ||a(mu)|| = eps; when beta vanishes on the top eigenvalue (the hard
@@ -158,7 +158,7 @@ def trust_region_max(
     """
     gamma, beta = np.asarray(gamma, float), np.asarray(beta, float)
     if eps <= 0 or gamma.size == 0:
-        return c, np.zeros_like(beta)
+        return c, np.zeros_like(beta), np.inf
     top = int(np.argmax(gamma))
     g1, beta_norm = gamma[top], float(np.linalg.norm(beta))
     spread = max(abs(g1), beta_norm / eps, np.finfo(float).tiny)
@@ -181,16 +181,40 @@ def trust_region_max(
             a = coeffs(mu)
         else:
             a[top] = np.sqrt(max(eps**2 - float(a @ a), 0.0))
+            mu = g1
     a *= min(1.0, eps / max(float(np.linalg.norm(a)), np.finfo(float).tiny))
-    return c + 2 * float(beta @ a) + float(gamma @ a**2), a
+    return c + 2 * float(beta @ a) + float(gamma @ a**2), a, mu
 
 
-def _subspace_max(images: np.ndarray, r: np.ndarray, eps: float) -> np.ndarray:
-    """Maximiser coefficients of ||r + images a|| over ||a|| <= eps (orthonormal input basis)."""
+def _subspace_max(images: np.ndarray, r: np.ndarray, eps: float) -> tuple[np.ndarray, float]:
+    """Maximiser coefficients of ||r + images a|| over ||a|| <= eps (orthonormal input basis),
+    and the multiplier mu of its secular equation."""
     gram = images.T @ images
     gamma, u = np.linalg.eigh(0.5 * (gram + gram.T))
-    _, a = trust_region_max(gamma, u.T @ (images.T @ r), float(r @ r), eps)
-    return u @ a
+    _, a, mu = trust_region_max(gamma, u.T @ (images.T @ r), float(r @ r), eps)
+    return u @ a, mu
+
+
+def _dual_bound(
+    r: np.ndarray,
+    b: np.ndarray,
+    z: np.ndarray,
+    Mz: np.ndarray,
+    mu: float,
+    eps: float,
+    lam_max: float,
+) -> float:
+    """Lagrangian bound on max ||r + R d||^2 over ||d|| <= eps at multiplier mu > lam_max.
+
+    For A = mu I - R^T R (positive definite when mu exceeds lam_max >= lambda_max(R^T R)) the
+    bound is ||r||^2 + mu eps^2 + b^T A^{-1} b, and for any z, with s = b - A z,
+    b^T A^{-1} b = z^T (2 b - A z) + s^T A^{-1} s <= z^T (2 b - A z) + ||s||^2 / (mu - lam_max).
+    """
+    if not mu > lam_max:
+        return np.inf
+    Az = mu * z - Mz
+    s = b - Az
+    return float(r @ r) + mu * eps**2 + float(z @ (2 * b - Az)) + float(s @ s) / (mu - lam_max)
 
 
 def _tail_krylov(
@@ -255,20 +279,42 @@ def linear_certificate(
     tail_norm = np.linalg.norm(b - V @ (V.T @ b), axis=0)
     if krylov:
         K, RK = _tail_krylov(R, V, b, krylov, shape, centre)
+    lam_max = gamma[-1] + spectrum.residual
     certificates = []
     for e in eps:
         radius = resolve_radius(e, centre, relative)
-        deltas, upper = [], []
+        deltas, images_d, mus, spectral = [], [], [], []
         for i in range(len(centre)):
             rad = float(radius[i])
             basis, images = (
                 (np.hstack([V, K[:, :, i]]), np.hstack([RV, RK[:, :, i]])) if krylov else (V, RV)
             )
-            deltas.append(basis @ _subspace_max(images, r[:, i], rad))
+            a, mu = _subspace_max(images, r[:, i], rad)
+            deltas.append(basis @ a)
+            images_d.append(images @ a)
+            mus.append(mu)
             beta = np.append(u.T @ (RV.T @ r[:, i]), tail_norm[i])
-            bound, _ = trust_region_max(np.append(gamma, tau), beta, float(r[:, i] @ r[:, i]), rad)
-            upper.append(np.sqrt(max(bound + spectrum.residual * rad**2, 0.0)))
-        delta = torch.from_numpy(np.stack(deltas)).to(centre.device, centre.dtype)
+            bound, _, _ = trust_region_max(
+                np.append(gamma, tau), beta, float(r[:, i] @ r[:, i]), rad
+            )
+            spectral.append(bound + spectrum.residual * rad**2)
+        z = np.stack(deltas, axis=1)
+        Mz = _apply_adjoint(R, np.stack(images_d, axis=1), shape, centre)
+        upper = [
+            np.sqrt(
+                max(
+                    min(
+                        spectral[i],
+                        _dual_bound(
+                            r[:, i], b[:, i], z[:, i], Mz[:, i], mus[i], float(radius[i]), lam_max
+                        ),
+                    ),
+                    0.0,
+                )
+            )
+            for i in range(len(centre))
+        ]
+        delta = torch.from_numpy(z.T.copy()).to(centre.device, centre.dtype)
         delta = delta.reshape(centre.shape)
         norms = sample_norms(delta)
         shrink = torch.where(norms > radius, radius / norms.clamp_min(1e-300), 1.0)
