@@ -101,15 +101,16 @@ def _apply_adjoint(R: LinearMap, columns: np.ndarray, shape_in: tuple[int, ...],
 
 
 def _check_linear(R: LinearMap, like: Tensor) -> None:
-    """Refuse an affine or non-linear map: R(0) must vanish and R(2 u) equal 2 R(u)."""
-    u = torch.randn(like.shape, generator=torch.Generator().manual_seed(0), dtype=like.dtype)
-    u = u.to(like.device)
+    """Refuse a map that is not linear on two random inputs: R(0) = 0, R(u + 2w) = R(u) + 2R(w)
+    and R(-u) = -R(u) (the last two catch positively homogeneous maps such as ReLU(FBP))."""
+    gen = torch.Generator().manual_seed(0)
+    u, w = (torch.randn(like.shape, generator=gen, dtype=like.dtype).to(like.device) for _ in "uw")
     with torch.no_grad():
-        zero, once, twice = R(torch.zeros_like(u)), R(u), R(2 * u)
-    scale = float(once.norm()) or 1.0
-    tol = 1e-4 if like.dtype == torch.float32 else 1e-10
-    if float(zero.norm()) > tol * scale or float((twice - 2 * once).norm()) > 2 * tol * scale:
-        raise ValueError("the certificate needs a linear reconstructor (R(0) = 0, R(2u) = 2R(u))")
+        zero, ru, rw = R(torch.zeros_like(u)), R(u), R(w)
+        gaps = (zero, R(u + 2 * w) - ru - 2 * rw, R(-u) + ru)
+    tol = (1e-4 if like.dtype == torch.float32 else 1e-10) * (float(ru.norm()) + float(rw.norm()))
+    if max(float(g.norm()) for g in gaps) > max(tol, torch.finfo(like.dtype).tiny):
+        raise ValueError("the certificate needs a linear reconstructor: R(u + 2w) != R(u) + 2R(w)")
 
 
 def top_spectrum(

@@ -89,6 +89,7 @@ def measurement_pga(
     tol: float | None = None,
     patience: int = 10,
     record_trace: bool = False,
+    initial: Tensor | None = None,
 ) -> AttackResult:
     """Estimate the worst-case error within an l2 ball around each measurement (Raj eq. 7).
 
@@ -121,6 +122,9 @@ def measurement_pga(
             ``n_iter`` steps.
         patience: window of the early-stop test.
         record_trace: keep the error of every iterate in ``AttackResult.trace``.
+        initial: start of the first run instead of 0, projected onto the ball (e.g.
+            :func:`ctrobust.attacks.jacobian_start.jacobian_start`); overrides ``random_start``
+            for that run.
 
     Returns:
         AttackResult with the best delta per sample and its error.
@@ -141,8 +145,12 @@ def measurement_pga(
     trace: list[Tensor] = []
 
     for run in range(restarts + 1):
-        from_random = random_start or run > 0
-        delta = random_in_ball(y, radius, gen) if from_random else torch.zeros_like(y)
+        if run == 0 and initial is not None:
+            delta = project_l2_ball(initial.detach().to(y), radius)
+        elif random_start or run > 0:
+            delta = random_in_ball(y, radius, gen)
+        else:
+            delta = torch.zeros_like(y)
         fallback = _unit(gaussian_like(y, gen), torch.zeros_like(y))
         run_best: list[Tensor] = []
         active = torch.ones(y.shape[0], dtype=torch.bool, device=y.device)
