@@ -2,8 +2,9 @@
 
 The brute force is the Lagrangian dual of the trust-region subproblem, evaluated with dense
 linear solves (no eigen-decomposition, no Krylov space):
-max_{||d|| <= eps} ||r + M d||^2 = min_{lam > lambda_max} ||r||^2 + lam eps^2 + b^T (lam I - M^T M)^{-1} b,
-b = M^T r (strong duality holds for this problem).
+max_{||d|| <= eps} ||r + M d||^2
+    = min_{lam > lambda_max} ||r||^2 + lam eps^2 + b^T (lam I - M^T M)^{-1} b,   b = M^T r
+(strong duality holds for this problem).
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def check_against_dual(f, centre: torch.Tensor, x: torch.Tensor, eps: list[float
     """Lower and upper bounds of the certificate within 1e-6 of the dual solve, d feasible."""
     matrix = dense(f, tuple(centre.shape[1:]))
     spectrum = top_spectrum(f, centre[:1], k=k)
-    for e, cert in zip(eps, linear_certificate(f, centre, x, eps, spectrum, relative=True)):
+    for e, cert in zip(
+        eps, linear_certificate(f, centre, x, eps, spectrum, relative=True), strict=True
+    ):
         assert bool((cert.delta.flatten(1).norm(dim=1) <= cert.eps * (1 + 1e-12)).all())
         for i in range(len(centre)):
             r = (f(centre[i : i + 1]) - x[i : i + 1]).reshape(-1).detach().numpy()
@@ -146,7 +149,7 @@ def test_default_pga_reaches_995_per_mille_of_the_certificate_on_fbp():
     centre, x = op.A(x0), x0
     spectrum = top_spectrum(op.fbp, centre[:1], k=16)
     certs = linear_certificate(op.fbp, centre, x, cfg.eps, spectrum, relative=True)
-    for eps, cert in zip(cfg.eps, certs):
+    for eps, cert in zip(cfg.eps, certs, strict=True):
         pga = measurement_pga(
             op.fbp,
             centre,
