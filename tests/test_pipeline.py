@@ -33,6 +33,10 @@ def test_run_writes_results_and_rerun_recomputes_nothing(tiny_config: Path, tmp_
     assert set(metrics["clean"]["test"]) == {"fbp24", "plain"}
     assert set(metrics["attack"]["models"]) == {"fbp24", "plain"}
     assert len(metrics["attack"]["models"]["plain"]["rho_hat"]) == 2
+    certificate = metrics["attack"]["models"]["fbp24"]["certificate"]  # FBP is linear
+    assert all(0 < r <= 1 + 1e-5 for r in certificate["pga_over_upper"])
+    assert metrics["attack"]["models"]["plain"]["certificate"] is None
+    assert all(n <= 5 for n in metrics["attack"]["models"]["plain"]["iterations_per_slice"][0])
     assert (out / "report" / "index.html").exists()
     instability = metrics["instability"]
     assert instability["more_views"]["views"] == [12, 24, 48]
