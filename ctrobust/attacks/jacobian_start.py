@@ -1,9 +1,9 @@
 """A PGA start along the top singular vector of the reconstructor's Jacobian at the centre.
 
 Near the centre c, f(c + d) - x ~ r + J d with J = df/dy(c), so the linearised worst case on a
-small ball is eps times J's top right singular vector v. A few power steps on J^T J (J v by
-``torch.func.jvp``, J^T u by ``torch.func.vjp``) estimate v; the start is +eps v or -eps v,
-whichever gives the larger true error.
+small ball is eps times J's top right singular vector v. A few power steps on J^T J (J^T u by
+autograd, J v by a double backward) estimate v; the start is +eps v or -eps v, whichever gives
+the larger true error.
 """
 
 from __future__ import annotations
@@ -27,17 +27,24 @@ def top_right_singular_vector(
 ) -> Tensor:
     """Unit estimate of the top right singular vector of df/dy at each sample of ``y``.
 
-    ``steps`` power iterations on J^T J from a Gaussian start; samples stay independent as
-    long as f treats them independently (eval mode).
+    ``steps`` power iterations on J^T J from a Gaussian start. J^T u is a vector-Jacobian
+    product; J v is the derivative of the (linear in u) map u -> J^T u in the direction v, a
+    double backward, which works through custom autograd functions with differentiable
+    backwards (the FBP's is the FBP adjoint) where ``torch.func.jvp`` does not. Samples stay
+    independent as long as f treats them independently (eval mode).
     """
-    y = y.detach()
-    _, pullback = torch.func.vjp(f, y)
-    v = scale_to_norm(gaussian_like(y, default_generator(generator)), torch.ones(len(y)))
-    for _ in range(steps):
-        _, jv = torch.func.jvp(f, (y,), (v,))
-        (w,) = pullback(jv.detach())
-        v = scale_to_norm(w.detach(), torch.ones(len(y), dtype=y.dtype, device=y.device))
-    return v
+    y = y.detach().requires_grad_(True)
+    ones = torch.ones(len(y), dtype=y.dtype, device=y.device)
+    v = scale_to_norm(gaussian_like(y, default_generator(generator)), ones)
+    with torch.enable_grad():
+        out = f(y)
+        u = torch.zeros_like(out, requires_grad=True)
+        (pullback,) = torch.autograd.grad(out, y, u, create_graph=True)
+        for _ in range(steps):
+            (jv,) = torch.autograd.grad(pullback, u, v, retain_graph=True)
+            (w,) = torch.autograd.grad(out, y, jv, retain_graph=True)
+            v = scale_to_norm(w.detach(), ones)
+    return v.detach()
 
 
 def jacobian_start(
