@@ -261,7 +261,7 @@ class AttackConfig(_Strict):
     certificate: bool = Field(
         True, description="exact worst case of linear methods (FBP) beside the PGA value"
     )
-    certificate_rank: PositiveInt = Field(48, description="Ritz pairs of R^T R the bounds use")
+    certificate_rank: PositiveInt = Field(16, description="Ritz pairs of R^T R the bounds use")
     step: PositiveFloat = Field(1.0, description="PGA step as a fraction of eps (docs/attacks.md)")
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.5
     restarts: Annotated[int, Field(ge=0)] = 0

@@ -127,6 +127,7 @@ def make_run_folder(root: Path, n: int = 32, views: int = 24, eps: tuple[float, 
             "ssim": [0.9123 - gain * e for e in eps],
             "delta_max_per_slice": [[r - 0.05, r + 0.05] for r in rho],
             "seconds_per_slice": 0.5,
+            "iterations_per_slice": [[40, 31] for _ in eps],
         }
     image_domain_cache, image_domain = {}, {}
     for scheme in SCHEMES:
@@ -239,6 +240,9 @@ def make_run_folder(root: Path, n: int = 32, views: int = 24, eps: tuple[float, 
                 "relative": True,
                 "center": "nominal",
                 "n_iter": 40,
+                "rel_tol": 1e-4,
+                "patience": 20,
+                "start": "cold",
                 "step": 0.1,
                 "momentum": 0.9,
                 "restarts": 0,
