@@ -62,10 +62,15 @@ def test_run_writes_results_and_rerun_recomputes_nothing(tiny_config: Path, tmp_
     assert status["ingest"] == status["simulate"] == "cached"
     assert status["train"] == status["evaluate"] == status["attack"] == "done"
 
-    fourth = _run(tiny_config, out, "train.epochs=3", "attack.n_iter=6")
+    fourth = _run(tiny_config, out, "train.epochs=3", "attack.n_iter=6", "attack.start=jacobian")
     status = {name: s["status"] for name, s in fourth["stages"].items()}
     assert status["train"] == status["evaluate"] == "cached"
     assert status["attack"] == status["export"] == status["report"] == "done"
+    models = json.loads((out / "metrics.json").read_text())["attack"]["models"]
+    starts = models["plain"]["start_comparison"]  # the better start per slice is the headline
+    for k, rho in enumerate(models["plain"]["rho_hat"]):
+        assert rho >= max(starts["rho_hat_cold"][k], starts["rho_hat_jacobian"][k]) - 1e-6
+    assert models["fbp24"]["start_comparison"] is None  # FBP is certified instead
 
 
 def test_sigkill_during_training_resumes_from_checkpoint(tiny_config: Path, tmp_path: Path) -> None:

@@ -113,9 +113,7 @@ def _check_linear(R: LinearMap, like: Tensor) -> None:
         raise ValueError("the certificate needs a linear reconstructor: R(u + 2w) != R(u) + 2R(w)")
 
 
-def top_spectrum(
-    R: LinearMap, like: Tensor, *, k: int = 16, tol: float = 1e-8, max_matvecs: int | None = None
-) -> TopSpectrum:
+def top_spectrum(R: LinearMap, like: Tensor, *, k: int = 16, tol: float = 1e-8) -> TopSpectrum:
     """The k largest Ritz pairs of R^T R by Lanczos, for inputs shaped like one sample of ``like``.
 
     Args:
@@ -123,7 +121,6 @@ def top_spectrum(
         like: a tensor with the input's sample shape, dtype and device, e.g. a (1, 1, V, D) batch.
         k: Ritz pairs kept (clamped below the input dimension).
         tol: eigsh's relative accuracy on the Ritz values.
-        max_matvecs: eigsh's iteration limit (None: its default).
     """
     shape = tuple(like.shape[1:])
     _check_linear(R, like[:1])
@@ -139,7 +136,7 @@ def top_spectrum(
 
     op = LinearOperator((n_in, n_in), matvec=normal, matmat=normal, dtype=np.float64)
     start = np.random.default_rng(0).standard_normal(n_in)
-    _, vectors = eigsh(op, k=k, which="LA", tol=tol, v0=start, maxiter=max_matvecs)
+    _, vectors = eigsh(op, k=k, which="LA", tol=tol, v0=start)
     vectors, _ = np.linalg.qr(vectors)
     images = _apply(R, vectors, shape, like)
     theta = images.T @ images
