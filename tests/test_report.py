@@ -129,6 +129,17 @@ def make_run_folder(root: Path, n: int = 32, views: int = 24, eps: tuple[float, 
             "seconds_per_slice": 0.5,
             "iterations_per_slice": [[40, 31] for _ in eps],
         }
+        if method.startswith("fbp"):  # linear: the certified worst case beside PGA
+            attack_models[method]["certificate"] = {
+                "attained": [r + 0.01 for r in rho],
+                "upper": [r + 0.011 for r in rho],
+                "pga_over_upper": [r / (r + 0.011) for r in rho],
+                "pga_over_upper_min": [r / (r + 0.02) for r in rho],
+                "sigma_max": 0.13,
+                "ritz_pairs": 16,
+                "lanczos_residual": 1e-8,
+                "seconds": 2.0,
+            }
     image_domain_cache, image_domain = {}, {}
     for scheme in SCHEMES:
         r = torch.stack([s * 0.01 * torch.randn(1, n, n, generator=gen) for s in (1, 2, 3)])
@@ -437,7 +448,14 @@ def test_rho_tables_match_metrics(report):
                 1000 * m["rho_hat"][k] / n,
                 m["psnr"][k],
                 m["ssim"][k],
+                sum(m["iterations_per_slice"][k]) / len(m["iterations_per_slice"][k]),
             ]
+            if cert := m.get("certificate"):
+                expected += [
+                    cert["upper"][k],
+                    cert["pga_over_upper"][k],
+                    cert["pga_over_upper_min"][k],
+                ]
             assert len(row) == len(expected)
             for cell, value in zip(row, expected, strict=True):
                 assert printed_equal(cell, value), (method, k, cell, value)

@@ -147,7 +147,8 @@ def _certificate_cells(m: MethodAttack, k: int) -> list[str]:
     cert = m.certificate
     return [
         fmt(cert.upper[k]),
-        f"{fixed(cert.pga_over_upper[k], 4)} ({fixed(cert.pga_over_upper_min[k], 4)})",
+        fixed(cert.pga_over_upper[k], 4),
+        fixed(cert.pga_over_upper_min[k], 4),
     ]
 
 
