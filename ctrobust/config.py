@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -46,9 +47,98 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _ae_title(title: str) -> str:
+    printable = title.isascii() and title.isprintable() and "\\" not in title
+    if not (printable and title.strip() and len(title) <= 16):
+        raise ValueError(f"'{title}' is not an AE title (1-16 printable ASCII, no backslash)")
+    return title
+
+
+def _uid(uid: str) -> str:
+    if not re.fullmatch(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*", uid) or len(uid) > 64:
+        raise ValueError(f"'{uid}' is not a DICOM UID (digits and dots, at most 64 characters)")
+    return uid
+
+
+AETitle = Annotated[str, AfterValidator(_ae_title)]
+DicomUID = Annotated[str, AfterValidator(_uid)]
+Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
+
+
+class PacsNodeConfig(_Strict):
+    """A DICOM node (docs/pacs.md): DIMSE (host, port, called_aet) or DICOMweb (a URL).
+
+    Secrets never go in a config: the DICOMweb password is read from the environment variable
+    password_env or the file password_file.
+    """
+
+    host: str | None = None
+    port: Port | None = None
+    called_aet: AETitle | None = Field(None, description="the node's AE title")
+    calling_aet: AETitle = Field("CTROBUST", description="ctrobust's AE title")
+    move_port: Port | None = Field(
+        None,
+        description="retrieve with C-MOVE to a storage SCP on this port (the node must know "
+        "calling_aet at this host and port); null = C-GET",
+    )
+    tls: bool = Field(False, description="DIMSE over TLS")
+    tls_ca_file: Path | None = Field(
+        None, description="CA bundle that signed the node's certificate"
+    )
+    tls_cert_file: Path | None = Field(None, description="ctrobust's certificate (mutual TLS)")
+    tls_key_file: Path | None = None
+    dicomweb: str | None = Field(
+        None, description="DICOMweb root URL instead of DIMSE, e.g. https://pacs/dicom-web"
+    )
+    username: str | None = Field(None, description="DICOMweb basic-auth user")
+    password_env: str | None = Field(
+        None, description="environment variable holding the DICOMweb password"
+    )
+    password_file: Path | None = Field(None, description="file holding the DICOMweb password")
+    timeout: PositiveFloat = Field(30.0, description="seconds to wait for the node")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> PacsNodeConfig:
+        dimse = {"host": self.host, "port": self.port, "called_aet": self.called_aet}
+        if self.dicomweb is not None:
+            if any(v is not None for v in dimse.values()):
+                raise ValueError("give dicomweb or host, port and called_aet, not both")
+            if not re.match(r"https?://", self.dicomweb):
+                raise ValueError(f"dicomweb '{self.dicomweb}' is not an http:// or https:// URL")
+        elif missing := [k for k, v in dimse.items() if v is None]:
+            raise ValueError(f"needs {', '.join(missing)} (DIMSE), or dicomweb (a URL)")
+        if (self.password_env or self.password_file) and self.username is None:
+            raise ValueError("password_env or password_file needs username")
+        return self
+
+
+class PacsSourceConfig(PacsNodeConfig):
+    """The study ``ctrobust run`` pulls into RUN_DIR/cache/pacs_input/study/ before ingest
+    (stage pacs_pull)."""
+
+    study_uid: DicomUID
+    series_uids: list[DicomUID] = Field(
+        default_factory=list,
+        description="series to pull; empty = the study's CT series but ctrobust's own outputs",
+    )
+
+
+class PacsDestinationConfig(PacsNodeConfig):
+    """Where ``ctrobust run`` pushes the exported DICOM after export (stage pacs_push)."""
+
+    kinds: list[str] = Field(
+        default_factory=list,
+        description="shell patterns of the exported kinds pushed, e.g. '*attacked*'; empty = all",
+    )
+
+
 class DataConfig(_Strict):
     """Where the slices come from and how they are split into train/val/test."""
 
+    pacs: PacsSourceConfig | None = Field(
+        None,
+        description="pull this study from a DICOM node (into cache/pacs_input/) and read it",
+    )
     folder: Path | None = Field(
         None, description="clinical DICOM folder; null = the embedded synthetic demo folder"
     )
@@ -69,7 +159,11 @@ class DataConfig(_Strict):
 
     @field_validator("folder")
     @classmethod
-    def _folder_exists(cls, folder: Path | None) -> Path | None:
+    def _folder_exists(cls, folder: Path | None, info: ValidationInfo) -> Path | None:
+        if folder is not None and info.data.get("pacs") is not None:
+            raise ValueError(
+                "give data.folder or data.pacs, not both (a pull goes to cache/pacs_input/)"
+            )
         if folder is not None and not folder.is_dir():
             raise ValueError(f"folder '{folder}' does not exist or is not a directory")
         return folder
@@ -340,6 +434,15 @@ class ExportConfig(_Strict):
     dicom: bool = True
     nifti: bool = True
     deidentify: DeidentifyConfig = Field(default_factory=DeidentifyConfig)
+    pacs: PacsDestinationConfig | None = Field(
+        None, description="push the exported DICOM series to this node"
+    )
+
+    @model_validator(mode="after")
+    def _push_needs_dicom(self) -> ExportConfig:
+        if self.pacs is not None and not (self.enabled and self.dicom):
+            raise ValueError("export.pacs pushes the exported DICOM: it needs enabled and dicom")
+        return self
 
 
 class ExternalReconstructorConfig(_Strict):

@@ -4,6 +4,7 @@ Reading: `scan_folder` / `read_folder` turn a clinical export folder into `CTSer
 (HU volume, geometry, UIDs) and list every file left out with its reason.
 Writing: `write_series` exports a reconstruction as a derived CT series (optionally
 de-identified with `DeidConfig`), `write_nifti` as NIfTI.
+Networking: `dicom_io.pacs` finds, pulls and pushes studies over DIMSE and DICOMweb.
 """
 
 from dicom_io.deid import DeidConfig, Deidentifier

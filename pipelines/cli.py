@@ -16,6 +16,7 @@ from pathlib import Path
 from ctrobust.config import ConfigError
 from pipelines.config_cli import add_config_parser
 from pipelines.errors import explain
+from pipelines.pacs_cli import add_pacs_parser
 
 EXIT_INTERRUPTED = 130
 
@@ -162,6 +163,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.set_defaults(func=cmd_report)
     add_config_parser(sub)
+    add_pacs_parser(sub)
     return parser
 
 
