@@ -340,9 +340,25 @@ class AttackConfig(_Strict):
         description="centre of the eps-ball: the noise-free measurement A x0 (Raj eq. 7) or the "
         "noisy measured sinogram y",
     )
-    n_iter: PositiveInt = 40
-    step: PositiveFloat = Field(1.0, description="PGA step as a fraction of eps (docs/attacks.md)")
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    n_iter: PositiveInt = Field(300, description="most PGA steps per slice and start")
+    rel_tol: NonNegativeFloat | None = Field(
+        1e-3,
+        description="a slice stops once its best error grew by at most rel_tol (relative) over "
+        "the last `patience` steps; null runs all n_iter (docs/attacks.md)",
+    )
+    patience: PositiveInt = Field(10, description="window of the rel_tol stop, in PGA steps")
+    start: Literal["cold", "jacobian"] = Field(
+        "cold",
+        description="networks: start at delta = 0, or at eps times the top singular vector of "
+        "the reconstructor's Jacobian at the centre (sign that increases the error)",
+    )
+    jacobian_steps: PositiveInt = Field(8, description="power steps of the Jacobian start")
+    certificate: bool = Field(
+        True, description="exact worst case of linear methods (FBP) beside the PGA value"
+    )
+    certificate_rank: PositiveInt = Field(16, description="Ritz pairs of R^T R the bounds use")
+    step: PositiveFloat = Field(4.0, description="PGA step as a fraction of eps (docs/attacks.md)")
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
     restarts: Annotated[int, Field(ge=0)] = 0
     random_start: bool = False
     random_draws: PositiveInt = 4

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ctrobust.attacks import measurement_pga, random_perturbation_baseline
+from ctrobust.attacks.jacobian_start import pga_from_jacobian
 from ctrobust.config import RunConfig
 from ctrobust.models import ResidualUNet, build_residual_unet
 from ctrobust.physics import ParallelBeam2D
@@ -53,20 +54,28 @@ def seeded_generator(cfg: RunConfig, device: torch.device, offset: int = 0) -> t
     return torch.Generator(device=device).manual_seed(cfg.seed + offset)
 
 
-def configured_pga(cfg: RunConfig, device: torch.device, eps: float) -> partial:
-    """``measurement_pga`` with the config's attack settings bound: call it with (f, y, x)."""
+def configured_pga(
+    cfg: RunConfig, device: torch.device, eps: float, *, jacobian: bool = False
+) -> partial:
+    """``measurement_pga`` with the config's attack settings bound: call it with (f, y, x).
+
+    ``jacobian`` starts the first run at the Jacobian's top singular vector instead of 0.
+    """
     attack = cfg.attack
-    return partial(
-        measurement_pga,
-        eps=eps,
-        relative=attack.relative,
-        n_iter=attack.n_iter,
-        step=attack.step,
-        momentum=attack.momentum,
-        restarts=attack.restarts,
-        random_start=attack.random_start,
-        generator=seeded_generator(cfg, device),
-    )
+    options = {
+        "eps": eps,
+        "relative": attack.relative,
+        "n_iter": attack.n_iter,
+        "tol": attack.rel_tol,
+        "patience": attack.patience,
+        "step": attack.step,
+        "momentum": attack.momentum,
+        "restarts": attack.restarts,
+        "generator": seeded_generator(cfg, device),
+    }
+    if jacobian:
+        return partial(pga_from_jacobian, steps=attack.jacobian_steps, **options)
+    return partial(measurement_pga, random_start=attack.random_start, **options)
 
 
 def configured_random_baseline(cfg: RunConfig, device: torch.device, eps: float) -> partial:

@@ -129,7 +129,19 @@ def make_run_folder(root: Path, n: int = 32, views: int = 24, eps: tuple[float, 
             "ssim": [0.9123 - gain * e for e in eps],
             "delta_max_per_slice": [[r - 0.05, r + 0.05] for r in rho],
             "seconds_per_slice": 0.5,
+            "iterations_per_slice": [[40, 31] for _ in eps],
         }
+        if method.startswith("fbp"):  # linear: the certified worst case beside PGA
+            attack_models[method]["certificate"] = {
+                "attained": [r + 0.01 for r in rho],
+                "upper": [r + 0.011 for r in rho],
+                "pga_over_upper": [r / (r + 0.011) for r in rho],
+                "pga_over_upper_min": [r / (r + 0.02) for r in rho],
+                "sigma_max": 0.13,
+                "ritz_pairs": 16,
+                "lanczos_residual": 1e-8,
+                "seconds": 2.0,
+            }
     image_domain_cache, image_domain = {}, {}
     for scheme in SCHEMES:
         r = torch.stack([s * 0.01 * torch.randn(1, n, n, generator=gen) for s in (1, 2, 3)])
@@ -241,6 +253,9 @@ def make_run_folder(root: Path, n: int = 32, views: int = 24, eps: tuple[float, 
                 "relative": True,
                 "center": "nominal",
                 "n_iter": 40,
+                "rel_tol": 1e-4,
+                "patience": 20,
+                "start": "cold",
                 "step": 0.1,
                 "momentum": 0.9,
                 "restarts": 0,
@@ -435,7 +450,14 @@ def test_rho_tables_match_metrics(report):
                 1000 * m["rho_hat"][k] / n,
                 m["psnr"][k],
                 m["ssim"][k],
+                sum(m["iterations_per_slice"][k]) / len(m["iterations_per_slice"][k]),
             ]
+            if cert := m.get("certificate"):
+                expected += [
+                    cert["upper"][k],
+                    cert["pga_over_upper"][k],
+                    cert["pga_over_upper_min"][k],
+                ]
             assert len(row) == len(expected)
             for cell, value in zip(row, expected, strict=True):
                 assert printed_equal(cell, value), (method, k, cell, value)

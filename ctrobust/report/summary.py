@@ -111,6 +111,8 @@ def rho_table(data: RunData, method: str, m: MethodAttack) -> Markup:
                 fixed(1000 * rho / n, 1) if n else "–",
                 fixed(m.psnr[k], 2),
                 fixed(m.ssim[k], 3),
+                fixed(sum(m.iterations_per_slice[k]) / len(m.iterations_per_slice[k]), 0),
+                *(_certificate_cells(m, k) if m.certificate else []),
             ]
         )
     headers = [
@@ -123,8 +125,37 @@ def rho_table(data: RunData, method: str, m: MethodAttack) -> Markup:
         "worst case RMS error (HU)",
         "PSNR attacked (dB)",
         "SSIM attacked",
+        "PGA steps (mean)",
+        *(
+            ["exact worst case (upper bound)", "PGA / exact (lowest slice)"]
+            if m.certificate
+            else []
+        ),
     ]
-    return table(headers, rows, table_id=f"rho-{method}", caption=data.method_label(method))
+    caption = data.method_label(method)
+    if m.certificate:
+        caption += (
+            ": linear, so the exact worst case is certified (trust-region subproblem by Lanczos "
+            "on RᵀR; the bound is reached by a feasible δ to "
+            f"{fmt(_certificate_gap(m), 2)} relative)"
+        )
+    return table(headers, rows, table_id=f"rho-{method}", caption=caption)
+
+
+def _certificate_cells(m: MethodAttack, k: int) -> list[str]:
+    """The certified worst case and PGA's share of it (mean and lowest slice) at eps k."""
+    cert = m.certificate
+    return [
+        fmt(cert.upper[k]),
+        fixed(cert.pga_over_upper[k], 4),
+        fixed(cert.pga_over_upper_min[k], 4),
+    ]
+
+
+def _certificate_gap(m: MethodAttack) -> float:
+    """Largest relative gap between the certificate's upper bound and the attained value."""
+    cert = m.certificate
+    return max(up / low - 1 for up, low in zip(cert.upper, cert.attained, strict=True))
 
 
 def _glance(data: RunData, models: dict[str, MethodAttack]) -> Markup:

@@ -25,12 +25,21 @@ from ctrobust.attacks import (
     image_domain_ascent,
     run_attack_over_loader,
 )
-from ctrobust.attacks._ball import sample_norms
+from ctrobust.attacks._ball import per_sample, sample_norms
+from ctrobust.attacks.certificate import linear_certificate, top_spectrum
 from ctrobust.attacks.metrics import rho_hat, slice_quality
 from ctrobust.distributed import gather_rows, is_main, shard
 from ctrobust.metrics import DATA_RANGE_NOTE
 from ctrobust.reconstructors import MethodKind, Reconstructor
-from ctrobust.results import AttackResult, AttackSettings, ImageDomainResult, MethodAttack, describe
+from ctrobust.results import (
+    AttackResult,
+    AttackSettings,
+    ImageDomainResult,
+    LinearCertificate,
+    MethodAttack,
+    StartComparison,
+    describe,
+)
 from ctrobust.runfiles import atomic_write_json, save_tensors
 from ctrobust.simulation import SimulatedSlices
 from ctrobust.verdict import NoiseLevelAttack
@@ -52,23 +61,41 @@ def centre(ctx: RunContext, part: SimulatedSlices) -> Tensor:
     return part.y_clean if ctx.cfg.attack.center == "nominal" else part.y
 
 
-def _attack_shard(
-    ctx: RunContext, f: Reconstructor, y0: Tensor, x_ref: Tensor, eps: float, *, random: bool
+def _pga(
+    ctx: RunContext, f: Reconstructor, loader: DataLoader, eps: float, *, jacobian: bool
 ) -> dict[str, Tensor]:
-    """PGA (and, with ``random``, the random baseline) at one eps around ``y0``, against x_ref."""
-    cfg = ctx.cfg.attack
-    loader = DataLoader(TensorDataset(y0, x_ref), batch_size=cfg.batch_size)
-    pga = configured_pga(ctx.cfg, ctx.device, eps)
+    """The configured PGA at one eps over the loader: best delta, image, radius, error, steps."""
+    pga = configured_pga(ctx.cfg, ctx.device, eps, jacobian=jacobian)
     progress = ctx.show_progress and is_main()
     result = run_attack_over_loader(
         create_attack_engine(f, pga, ctx.device, progress=progress), loader
     )
-    parts = {
+    return {
         "delta": result.delta,
         "attacked": result.reconstruction,
         "eps_abs": result.eps,
         "error": result.error,
+        "iterations": result.iterations,
     }
+
+
+def _attack_shard(
+    ctx: RunContext, f: Reconstructor, y0: Tensor, x_ref: Tensor, eps: float, *, random: bool
+) -> dict[str, Tensor]:
+    """PGA (and, with ``random``, the random baseline) at one eps around ``y0``, against x_ref.
+
+    With ``attack.start: jacobian`` a network is attacked from both starts; the better one per
+    slice is kept and both errors are returned (``cold_error``, ``jacobian_error``).
+    """
+    cfg = ctx.cfg.attack
+    loader = DataLoader(TensorDataset(y0, x_ref), batch_size=cfg.batch_size)
+    parts = _pga(ctx, f, loader, eps, jacobian=False)
+    if cfg.start == "jacobian" and f.method.kind in (MethodKind.NETWORK, MethodKind.EXTERNAL):
+        jac = _pga(ctx, f, loader, eps, jacobian=True)
+        wins = jac["error"] > parts["error"]
+        merged = {k: torch.where(per_sample(wins, v), jac[k], v) for k, v in parts.items()}
+        merged["iterations"] = parts["iterations"] + jac["iterations"]
+        parts = {**merged, "cold_error": parts["error"], "jacobian_error": jac["error"]}
     if random:
         baseline = configured_random_baseline(ctx.cfg, ctx.device, eps)
         parts["random_error"] = run_attack_over_loader(
@@ -140,6 +167,11 @@ def _attack_method(
             eps_abs=[float(v) for v in noise],
             **{k: [round(float(e), 5) for e in v] for k, v in gathered.items()},
         )
+    figures["iterations_per_slice"] = [full["iterations"].tolist() for full in per_eps]
+    if "jacobian_error" in per_eps[0]:
+        figures["start_comparison"] = _start_comparison(per_eps)
+    if cfg.certificate and f.method.kind == MethodKind.FBP:
+        figures["certificate"] = _certify(ctx, f, y0, local.x_gt, rows, len(test), per_eps)
     for full in per_eps:
         figures["eps_abs_mean"].append(float(full["eps_abs"].mean()))
         figures["eps_over_noise"].append(
@@ -156,6 +188,50 @@ def _attack_method(
         k: torch.stack([full[k] for full in per_eps]) for k in ("delta", "attacked", "eps_abs")
     }
     return figures, tensors
+
+
+def _start_comparison(per_eps: list[dict[str, Tensor]]) -> dict[str, Any]:
+    """rho-hat from the cold and from the Jacobian start per eps, and slices each won."""
+    return StartComparison(
+        rho_hat_cold=[rho_hat(full["cold_error"]).value for full in per_eps],
+        rho_hat_jacobian=[rho_hat(full["jacobian_error"]).value for full in per_eps],
+        jacobian_wins=[
+            int((full["jacobian_error"] > full["cold_error"]).sum()) for full in per_eps
+        ],
+    ).model_dump(mode="json")
+
+
+def _certify(
+    ctx: RunContext,
+    f: Reconstructor,
+    y0: Tensor,
+    x_ref: Tensor,
+    rows: list[int],
+    n: int,
+    per_eps: list[dict[str, Tensor]],
+) -> dict[str, Any]:
+    """Exact worst case of a linear method against x_ref at every eps, beside its PGA value."""
+    cfg = ctx.cfg.attack
+    start = time.perf_counter()
+    y0, x_ref = y0.to(ctx.device), x_ref.to(ctx.device)
+    spectrum = top_spectrum(f, y0[:1], k=cfg.certificate_rank)
+    bounds = linear_certificate(f, y0, x_ref, cfg.eps, spectrum, relative=cfg.relative)
+    lower = [gather_rows(c.lower.cpu(), rows, n) for c in bounds]
+    upper = [gather_rows(c.upper.cpu(), rows, n) for c in bounds]
+    ratios = [full["error"] / up for full, up in zip(per_eps, upper, strict=True)]
+    return LinearCertificate(
+        attained=[float(v.mean()) for v in lower],
+        upper=[float(v.mean()) for v in upper],
+        pga_over_upper=[
+            rho_hat(full["error"]).value / float(up.mean())
+            for full, up in zip(per_eps, upper, strict=True)
+        ],
+        pga_over_upper_min=[float(r.min()) for r in ratios],
+        sigma_max=spectrum.sigma_max,
+        ritz_pairs=spectrum.theta.shape[0],
+        lanczos_residual=spectrum.residual,
+        seconds=time.perf_counter() - start,
+    ).model_dump(mode="json")
 
 
 def _image_domain(
@@ -248,21 +324,36 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     y0 = "A x0 (noise-free, Raj eq. 7)" if cfg.center == "nominal" else "the measured y"
     relative = f"relative to ||y0||_2 of each slice, y0 = {y0}" if cfg.relative else "absolute"
     measured = bool((noise > 0).all())
+    stop = f"at most {cfg.n_iter} iterations" + (
+        f", a slice stops when its best error grew by at most {cfg.rel_tol:g} over "
+        f"{cfg.patience} steps"
+        if cfg.rel_tol is not None
+        else ""
+    )
+    certified = (
+        "; for FBP (linear) 'certificate' brackets the exact worst case: 'attained' is reached "
+        "by a feasible delta, 'upper' bounds it (trust-region subproblem, docs/attacks.md)"
+        if cfg.certificate
+        else ""
+    )
     metrics = AttackResult(
         note=(
             f"Delta_max = ||f(y0 + delta) - x_gt||_2 over the n x n image in relative "
             f"attenuation, maximised over ||delta||_2 <= eps ({relative}) by projected gradient "
-            f"ascent with momentum ({cfg.n_iter} iterations, {cfg.restarts} restarts), next to "
+            f"ascent with momentum ({stop}, {cfg.restarts} restarts, {cfg.start} start), next to "
             f"Gaussian noise of the same norm ({cfg.random_draws} draws); x_gt is the "
             f"{ctx.cfg.physics.gt_views}-view FBP; rho_hat_source maximises the error against "
             f"the source image instead; eps_over_noise = eps / ||y - A x0|| (the simulated "
-            f"noise), mean over slices; {DATA_RANGE_NOTE} for attacked PSNR/SSIM"
+            f"noise), mean over slices; {DATA_RANGE_NOTE} for attacked PSNR/SSIM{certified}"
         ),
         settings=AttackSettings(
             eps=list(cfg.eps),
             relative=cfg.relative,
             center=cfg.center,
             n_iter=cfg.n_iter,
+            rel_tol=cfg.rel_tol,
+            patience=cfg.patience,
+            start=cfg.start,
             step=cfg.step,
             momentum=cfg.momentum,
             restarts=cfg.restarts,
