@@ -81,7 +81,14 @@ def test_run_writes_results_and_rerun_recomputes_nothing(tiny_config: Path, tmp_
         assert rho >= max(starts["rho_hat_cold"][k], starts["rho_hat_jacobian"][k]) - 1e-6
     assert models["fbp24"]["start_comparison"] is None  # FBP is certified instead
 
-    fifth = _run(tiny_config, out, "train.epochs=3", "attack.n_iter=6", "verdict.k_ratio=9")
+    fifth = _run(
+        tiny_config,
+        out,
+        "train.epochs=3",
+        "attack.n_iter=6",
+        "attack.start=jacobian",
+        "verdict.k_ratio=9",
+    )
     status = {name: s["status"] for name, s in fifth["stages"].items()}
     assert status["attack"] == "cached" and status["verdict"] == "done"
 
