@@ -1,9 +1,12 @@
 """Scaling of the sinogram-domain attack: throughput at 1 and 2 processes, memory per slice.
 
 Throughput: the same S slices are attacked by PGA (``--iters`` iterations) through a
-small FBPConvNet, sharded over 1 and then 2 processes (ignite.distributed, gloo),
-torch threads split evenly between processes; slices per second = S / wall time of
-the sharded attack, measured on rank 0 between two barriers, after a warm-up.
+small FBPConvNet, sharded over processes (ignite.distributed, gloo); slices per
+second = S / wall time of the sharded attack, measured on rank 0 between two barriers,
+after a warm-up. Three layouts, side by side in one run:
+- 1 process x all threads, 2 processes x half the threads each (what a run uses);
+- 1 process x 1 thread against 2 processes x 1 thread: the distributed overhead alone,
+  with intra-op threading out of the comparison (ideal: 2x on 2 free cores).
 
 Memory per slice: peak resident memory (CPU) or peak allocated memory (CUDA) of one
 PGA iteration at batch 1 and batch 4, each in a fresh process; (peak4 - peak1) / 3 is
@@ -62,10 +65,13 @@ def _throughput_worker(local_rank: int, args: argparse.Namespace, threads: int, 
             json.dump({"seconds": seconds}, handle)
 
 
-def throughput(args: argparse.Namespace, nproc: int) -> float:
-    """Slices per second of the sharded attack in ``nproc`` processes."""
-    out = f"/tmp/ctrobust_bench_scaling_{os.getpid()}_{nproc}.json"
-    threads = max(1, (os.cpu_count() or 1) // nproc)
+def throughput(args: argparse.Namespace, nproc: int, threads: int | None = None) -> float:
+    """Slices per second of the sharded attack in ``nproc`` processes of ``threads`` threads.
+
+    ``threads`` defaults to the cores split evenly between the processes.
+    """
+    threads = threads or max(1, (os.cpu_count() or 1) // nproc)
+    out = f"/tmp/ctrobust_bench_scaling_{os.getpid()}_{nproc}x{threads}.json"
     with idist.Parallel(backend="gloo", nproc_per_node=nproc) as parallel:
         parallel.run(_throughput_worker, args, threads, out)
     with open(out) as handle:
@@ -137,8 +143,19 @@ def main() -> None:
     )
     single = throughput(args, 1)
     double = throughput(args, 2)
-    print(f"  1 process : {single:.3f} slices/s")
-    print(f"  2 processes: {double:.3f} slices/s  (speed-up {double / single:.2f}x)")
+    cores = os.cpu_count() or 1
+    print(f"  1 process x {cores} threads: {single:.3f} slices/s")
+    print(
+        f"  2 processes x {max(1, cores // 2)} threads: {double:.3f} slices/s  "
+        f"(speed-up {double / single:.2f}x)"
+    )
+    single_thread = throughput(args, 1, threads=1)
+    double_thread = throughput(args, 2, threads=1)
+    print(f"  1 process x 1 thread: {single_thread:.3f} slices/s")
+    print(
+        f"  2 processes x 1 thread: {double_thread:.3f} slices/s  "
+        f"(speed-up {double_thread / single_thread:.2f}x: the distributed overhead alone)"
+    )
     kind = "peak allocated CUDA memory" if args.device.startswith("cuda") else "peak RSS"
     print(f"memory per slice ({kind} of one PGA iteration, (batch 4 - batch 1) / 3):")
     for n in args.memory_sizes:

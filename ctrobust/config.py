@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -28,6 +29,7 @@ from pydantic import (
 )
 
 from ctrobust.physics.units import MU_WATER_PER_MM
+from ctrobust.selection import SliceSpec
 
 MAX_COUNT = 2**31 - 1
 PositiveInt = Annotated[int, Field(gt=0, le=MAX_COUNT, strict=True)]
@@ -46,9 +48,98 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _ae_title(title: str) -> str:
+    printable = title.isascii() and title.isprintable() and "\\" not in title
+    if not (printable and title.strip() and len(title) <= 16):
+        raise ValueError(f"'{title}' is not an AE title (1-16 printable ASCII, no backslash)")
+    return title
+
+
+def _uid(uid: str) -> str:
+    if not re.fullmatch(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*", uid) or len(uid) > 64:
+        raise ValueError(f"'{uid}' is not a DICOM UID (digits and dots, at most 64 characters)")
+    return uid
+
+
+AETitle = Annotated[str, AfterValidator(_ae_title)]
+DicomUID = Annotated[str, AfterValidator(_uid)]
+Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
+
+
+class PacsNodeConfig(_Strict):
+    """A DICOM node (docs/pacs.md): DIMSE (host, port, called_aet) or DICOMweb (a URL).
+
+    Secrets never go in a config: the DICOMweb password is read from the environment variable
+    password_env or the file password_file.
+    """
+
+    host: str | None = None
+    port: Port | None = None
+    called_aet: AETitle | None = Field(None, description="the node's AE title")
+    calling_aet: AETitle = Field("CTROBUST", description="ctrobust's AE title")
+    move_port: Port | None = Field(
+        None,
+        description="retrieve with C-MOVE to a storage SCP on this port (the node must know "
+        "calling_aet at this host and port); null = C-GET",
+    )
+    tls: bool = Field(False, description="DIMSE over TLS")
+    tls_ca_file: Path | None = Field(
+        None, description="CA bundle that signed the node's certificate"
+    )
+    tls_cert_file: Path | None = Field(None, description="ctrobust's certificate (mutual TLS)")
+    tls_key_file: Path | None = None
+    dicomweb: str | None = Field(
+        None, description="DICOMweb root URL instead of DIMSE, e.g. https://pacs/dicom-web"
+    )
+    username: str | None = Field(None, description="DICOMweb basic-auth user")
+    password_env: str | None = Field(
+        None, description="environment variable holding the DICOMweb password"
+    )
+    password_file: Path | None = Field(None, description="file holding the DICOMweb password")
+    timeout: PositiveFloat = Field(30.0, description="seconds to wait for the node")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> PacsNodeConfig:
+        dimse = {"host": self.host, "port": self.port, "called_aet": self.called_aet}
+        if self.dicomweb is not None:
+            if any(v is not None for v in dimse.values()):
+                raise ValueError("give dicomweb or host, port and called_aet, not both")
+            if not re.match(r"https?://", self.dicomweb):
+                raise ValueError(f"dicomweb '{self.dicomweb}' is not an http:// or https:// URL")
+        elif missing := [k for k, v in dimse.items() if v is None]:
+            raise ValueError(f"needs {', '.join(missing)} (DIMSE), or dicomweb (a URL)")
+        if (self.password_env or self.password_file) and self.username is None:
+            raise ValueError("password_env or password_file needs username")
+        return self
+
+
+class PacsSourceConfig(PacsNodeConfig):
+    """The study ``ctrobust run`` pulls into RUN_DIR/cache/pacs_input/study/ before ingest
+    (stage pacs_pull)."""
+
+    study_uid: DicomUID
+    series_uids: list[DicomUID] = Field(
+        default_factory=list,
+        description="series to pull; empty = the study's CT series but ctrobust's own outputs",
+    )
+
+
+class PacsDestinationConfig(PacsNodeConfig):
+    """Where ``ctrobust run`` pushes the exported DICOM after export (stage pacs_push)."""
+
+    kinds: list[str] = Field(
+        default_factory=list,
+        description="shell patterns of the exported kinds pushed, e.g. '*attacked*'; empty = all",
+    )
+
+
 class DataConfig(_Strict):
     """Where the slices come from and how they are split into train/val/test."""
 
+    pacs: PacsSourceConfig | None = Field(
+        None,
+        description="pull this study from a DICOM node (into cache/pacs_input/) and read it",
+    )
     folder: Path | None = Field(
         None, description="clinical DICOM folder; null = the embedded synthetic demo folder"
     )
@@ -69,7 +160,11 @@ class DataConfig(_Strict):
 
     @field_validator("folder")
     @classmethod
-    def _folder_exists(cls, folder: Path | None) -> Path | None:
+    def _folder_exists(cls, folder: Path | None, info: ValidationInfo) -> Path | None:
+        if folder is not None and info.data.get("pacs") is not None:
+            raise ValueError(
+                "give data.folder or data.pacs, not both (a pull goes to cache/pacs_input/)"
+            )
         if folder is not None and not folder.is_dir():
             raise ValueError(f"folder '{folder}' does not exist or is not a directory")
         return folder
@@ -245,14 +340,42 @@ class AttackConfig(_Strict):
         description="centre of the eps-ball: the noise-free measurement A x0 (Raj eq. 7) or the "
         "noisy measured sinogram y",
     )
-    n_iter: PositiveInt = 40
-    step: PositiveFloat = Field(1.0, description="PGA step as a fraction of eps (docs/attacks.md)")
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    n_iter: PositiveInt = Field(300, description="most PGA steps per slice and start")
+    rel_tol: NonNegativeFloat | None = Field(
+        1e-3,
+        description="a slice stops once its best error grew by at most rel_tol (relative) over "
+        "the last `patience` steps; null runs all n_iter (docs/attacks.md)",
+    )
+    patience: PositiveInt = Field(10, description="window of the rel_tol stop, in PGA steps")
+    start: Literal["cold", "jacobian"] = Field(
+        "cold",
+        description="networks: start at delta = 0, or at eps times the top singular vector of "
+        "the reconstructor's Jacobian at the centre (sign that increases the error)",
+    )
+    jacobian_steps: PositiveInt = Field(8, description="power steps of the Jacobian start")
+    certificate: bool = Field(
+        True, description="exact worst case of linear methods (FBP) beside the PGA value"
+    )
+    certificate_rank: PositiveInt = Field(16, description="Ritz pairs of R^T R the bounds use")
+    step: PositiveFloat = Field(4.0, description="PGA step as a fraction of eps (docs/attacks.md)")
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
     restarts: Annotated[int, Field(ge=0)] = 0
     random_start: bool = False
     random_draws: PositiveInt = 4
     batch_size: BatchSize = 8
-    max_slices: PositiveInt | None = None
+    slices: SliceSpec = Field(
+        "all",
+        description="slices attacked in each chosen test series: all, first:N, every:K, or a "
+        "list of source InstanceNumbers / slice labels (ctrobust.selection)",
+    )
+    series: list[str] | None = Field(
+        None,
+        description="test series attacked, each named by SeriesInstanceUID, SeriesDescription "
+        "or patient; null = every test series",
+    )
+    max_slices: PositiveInt | None = Field(
+        None, description="cap on the attacked slices in all, after slices and series"
+    )
     image_domain: ImageDomainAttackConfig = Field(default_factory=ImageDomainAttackConfig)
 
     @field_validator("eps")
@@ -270,6 +393,18 @@ class AttackConfig(_Strict):
                 "perturbation is larger than the measurement; use e.g. 0.05 for 5 %"
             )
         return self
+
+
+class VerdictConfig(_Strict):
+    """Pass/fail thresholds of the per-series verdict, relative to the simulated noise.
+
+    At eps equal to each slice's noise norm ||y - A x0||, a series passes when on every
+    slice the worst-case error is at most ``k_ratio`` times the error under Gaussian noise
+    of the same norm and the worst-case RMS change of the image is at most ``max_rms_hu``.
+    """
+
+    k_ratio: Annotated[float, Field(ge=1)] = 1.5
+    max_rms_hu: PositiveFloat = 25.0
 
 
 class DetailsConfig(_Strict):
@@ -323,7 +458,24 @@ class ExportConfig(_Strict):
     enabled: bool = True
     dicom: bool = True
     nifti: bool = True
+    eps: list[NonNegativeFloat] | None = Field(
+        None, description="the eps of attack.eps whose attacked series are exported; null = all"
+    )
+    same_study: bool = Field(
+        False,
+        description="file the series in the source's study; by default they get a new "
+        "research study, so they never join the clinical one",
+    )
     deidentify: DeidentifyConfig = Field(default_factory=DeidentifyConfig)
+    pacs: PacsDestinationConfig | None = Field(
+        None, description="push the exported DICOM series to this node"
+    )
+
+    @model_validator(mode="after")
+    def _push_needs_dicom(self) -> ExportConfig:
+        if self.pacs is not None and not (self.enabled and self.dicom):
+            raise ValueError("export.pacs pushes the exported DICOM: it needs enabled and dicom")
+        return self
 
 
 class ExternalReconstructorConfig(_Strict):
@@ -505,6 +657,7 @@ class RunConfig(_Strict):
     instability: InstabilityConfig = Field(default_factory=InstabilityConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    verdict: VerdictConfig = Field(default_factory=VerdictConfig)
     reconstructors: list[ExternalReconstructorConfig] = Field(
         default_factory=list,
         description="reconstructors under test that ctrobust did not train",
@@ -558,6 +711,16 @@ class RunConfig(_Strict):
                 f"data.n = {self.data.n} cannot pass through the U-Net's "
                 f"{len(self.model.channels)} levels (model.channels): it needs a multiple of "
                 f"{factor}, e.g. {max(factor, self.data.n // factor * factor)}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _exported_eps_are_attacked(self) -> RunConfig:
+        missing = sorted(set(self.export.eps or []) - set(self.attack.eps))
+        if missing:
+            raise ValueError(
+                f"export.eps {missing} are not in attack.eps {list(self.attack.eps)}: only "
+                "attacked eps can be exported"
             )
         return self
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from ctrobust.reconstructors.base import MethodKind, Reconstructor
+from ctrobust.verdict import NoiseLevelAttack, VerdictResult
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -143,10 +144,36 @@ class AttackSettings(Result):
     relative: bool
     center: str = Field(description="'nominal' (A x0, Raj eq. 7) or 'measured' (noisy y)")
     n_iter: int
+    rel_tol: MaybeFloat = Field(description="per-slice stop on the best error; null: n_iter")
+    patience: int
+    start: str = Field(description="'cold' (delta = 0) or 'jacobian' (networks)")
     step: float
     momentum: float
     restarts: int
     random_draws: int
+
+
+class LinearCertificate(Result):
+    """Exact worst case of a linear method per eps, bracketed (ctrobust.attacks.certificate)."""
+
+    attained: list[float] = Field(
+        description="mean over slices of the error a feasible delta reached"
+    )
+    upper: list[float] = Field(description="mean over slices of the upper bound on the worst case")
+    pga_over_upper: list[float] = Field(description="rho_hat / mean upper bound")
+    pga_over_upper_min: list[float] = Field(description="lowest per-slice PGA / upper bound")
+    sigma_max: float = Field(description="largest Ritz singular value of R")
+    ritz_pairs: int
+    lanczos_residual: float = Field(description="||R^T R V - V Theta||_F")
+    seconds: float
+
+
+class StartComparison(Result):
+    """PGA from delta = 0 against PGA from the Jacobian's top singular vector, per eps."""
+
+    rho_hat_cold: list[float]
+    rho_hat_jacobian: list[float]
+    jacobian_wins: list[int] = Field(description="slices where the Jacobian start ended higher")
 
 
 class MethodAttack(Result):
@@ -166,6 +193,14 @@ class MethodAttack(Result):
     ssim: list[float]
     delta_max_per_slice: list[list[float]]
     seconds_per_slice: float
+    at_noise: NoiseLevelAttack | None = Field(
+        None, description="the attack at eps = each slice's noise norm (the verdict's input)"
+    )
+    iterations_per_slice: list[list[int]] = Field(description="PGA steps each slice used, per eps")
+    start_comparison: StartComparison | None = None
+    certificate: LinearCertificate | None = Field(
+        None, description="linear methods: the exact worst case against x_gt beside rho_hat"
+    )
 
 
 class ImageIterate(Result):
@@ -397,6 +432,7 @@ class Metrics(Result):
     instability: InstabilityResult | None = None
     export: ExportResult | None = None
     linear: LinearResult | None = None
+    verdict: VerdictResult | None = None
     cs_conditioning: CSConditioningResult | None = None
 
     def method_label(self, method: str) -> str:

@@ -30,6 +30,9 @@ class SliceSource:
     series_key: str
     patient_key: str
     slice_index: int
+    instance_number: int | None = None
+    z_mm: float | None = None
+    series_description: str = ""
 
 
 @dataclass
@@ -151,7 +154,15 @@ def simulate(
         if progress is not None:
             progress(len(batch))
     meta = [
-        {"series": s.series_key, "patient": s.patient_key, "slice": s.slice_index} for s in sources
+        {
+            "series": s.series_key,
+            "patient": s.patient_key,
+            "slice": s.slice_index,
+            "instance": s.instance_number,
+            "z": s.z_mm,
+            "description": s.series_description,
+        }
+        for s in sources
     ]
     return SimulatedSlices(
         x_true=torch.cat(parts["x_true"]),

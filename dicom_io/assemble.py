@@ -226,6 +226,7 @@ def _build(
         source_paths=[Path(r.path) for r in records],
         warnings=warnings,
         split_index=split_index,
+        instance_numbers=[r.instance_number for r in records],
     )
     return series, skipped
 

@@ -64,6 +64,9 @@ class SeriesSpec:
     intercept: float
     window: tuple[float, float]
     slice_thickness: float | None = None
+    #: (explanation, center, width) presets; when given they replace ``window`` with
+    #: multi-valued WindowCenter / WindowWidth / WindowCenterWidthExplanation
+    windows: tuple[tuple[str, float, float], ...] = ()
     manufacturer: str = "ctrobust"
     model_name: str = "ctrobust"
     software_version: str = "0.1.0"
@@ -101,8 +104,13 @@ def init_series(ds: Dataset, spec: SeriesSpec) -> None:
     ds.RescaleIntercept = _ds(spec.intercept)
     ds.RescaleSlope = _ds(spec.slope)
     ds.RescaleType = "HU"
-    ds.WindowCenter = _ds(spec.window[0])
-    ds.WindowWidth = _ds(max(spec.window[1], 1e-3))
+    if spec.windows:
+        ds.WindowCenter = [_ds(c) for _, c, _ in spec.windows]
+        ds.WindowWidth = [_ds(max(w, 1e-3)) for _, _, w in spec.windows]
+        ds.WindowCenterWidthExplanation = [name for name, _, _ in spec.windows]
+    else:
+        ds.WindowCenter = _ds(spec.window[0])
+        ds.WindowWidth = _ds(max(spec.window[1], 1e-3))
     ds.BurnedInAnnotation = "NO"
     for keyword in ("KVP", "AcquisitionNumber", "PositionReferenceIndicator", "PatientPosition"):
         if keyword not in ds:

@@ -58,6 +58,7 @@ def source_to_dict(series: SourceSeries) -> dict[str, Any]:
         "shape": list(grid.shape),
         "positions": grid.positions.tolist(),
         "sop_instance_uids": list(series.sop_instance_uids),
+        "instance_numbers": list(series.instance_numbers),
         "source_paths": [str(p) for p in series.source_paths],
         "warnings": [*series.warnings, *notes],
         "header": header,
@@ -84,4 +85,5 @@ def source_from_dict(record: dict[str, Any]) -> SourceSeries:
         source_paths=[Path(p) for p in record["source_paths"]],
         warnings=list(record["warnings"]),
         split_index=int(record["split_index"]),
+        instance_numbers=list(record.get("instance_numbers", [])),
     )

@@ -44,6 +44,8 @@ class SourceSeries:
         source_paths: per-slice file path, in volume order.
         warnings: what was odd about the series and how it was handled.
         split_index: 0, or 1, 2, ... when one SeriesInstanceUID held several geometries.
+        instance_numbers: per-slice InstanceNumber of the source (None where absent), in
+            volume order; empty for records written before it was kept.
     """
 
     grid: Grid
@@ -57,6 +59,7 @@ class SourceSeries:
     source_paths: list[Path]
     warnings: list[str] = field(default_factory=list)
     split_index: int = 0
+    instance_numbers: list[int | None] = field(default_factory=list)
 
     @property
     def key(self) -> str:

@@ -59,6 +59,24 @@ COPIED_ATTRIBUTES = (
 #: Kinds whose images carry an adversarial perturbation: they must state eps.
 ADVERSARIAL_PREFIXES = ("attacked", "perturbation", "adversarial")
 SOFT_TISSUE_WINDOW = (40.0, 400.0)
+#: The presets of a reconstruction series, as the report's windows: (explanation, center, width).
+CT_WINDOW_PRESETS = (
+    ("SOFT TISSUE", 40.0, 400.0),
+    ("LUNG", -600.0, 1500.0),
+    ("BONE", 400.0, 1800.0),
+)
+
+
+@dataclass(frozen=True)
+class ResearchStudy:
+    """The study an export joins instead of the source's, so research series never mix
+    with the clinical study: its StudyInstanceUID, StudyDescription and StudyID."""
+
+    uid: str
+    description: str
+    study_id: str = "CTROBUST"
+
+
 _SOURCE_PURPOSE = ("121322", "Source image for image processing operation")
 _LO_MAX = 64
 
@@ -83,6 +101,12 @@ def derived_text(kind: str, model: str, eps: float | None = None) -> tuple[str, 
     """Standard (SeriesDescription, DerivationDescription) for a kind of export."""
     if is_adversarial(kind) and eps is None:
         raise ValueError(f"kind {kind!r} is adversarial: eps is required")
+    if kind.lower() == "ground_truth":
+        return (
+            f"ctrobust ground truth {model} (research)",
+            f"Research reference image: {model} of the noise-free simulated sinogram of the "
+            "source slice, the ground truth the reconstructions are compared with.",
+        )
     if kind.lower().startswith("perturbation"):
         return (
             f"ctrobust perturbation map eps={eps:g} {model}",
@@ -173,7 +197,11 @@ def _reference_items(
 
 
 def _template(
-    source: SourceSeries, spec: SeriesSpec, derivation: str, deid: Deidentifier | None
+    source: SourceSeries,
+    spec: SeriesSpec,
+    derivation: str,
+    deid: Deidentifier | None,
+    study: ResearchStudy | None = None,
 ) -> Dataset:
     ds = Dataset()
     header = source.header
@@ -194,6 +222,12 @@ def _template(
         if keyword not in ds:
             setattr(ds, keyword, "")
     ds.StudyInstanceUID = source.study_uid
+    if study is not None:
+        ds.StudyInstanceUID, ds.StudyDescription, ds.StudyID = (
+            study.uid,
+            study.description[:64],
+            study.study_id[:16],
+        )
     ds.FrameOfReferenceUID = source.frame_of_reference_uid or hashed_uid(
         "ctrobust-for", source.series_uid
     )
@@ -237,6 +271,7 @@ def write_series(
     window: tuple[float, float] | None = None,
     overwrite: bool = False,
     contributions: Sequence[Contribution] = (),
+    study: ResearchStudy | None = None,
 ) -> WrittenSeries:
     """Write `volume_hu` (z, y, x) as a derived CT series in `out_dir` (created atomically).
 
@@ -256,10 +291,12 @@ def write_series(
             centred on the source field of view.
         deidentify: de-identification to apply (None: patient and study kept).
         series_number: SeriesNumber of the new series.
-        window: (center, width); default soft tissue, or symmetric about 0 for perturbations.
+        window: (center, width); default the soft-tissue, lung and bone presets
+            (CT_WINDOW_PRESETS, multi-valued), or symmetric about 0 for perturbations.
         overwrite: replace an existing `out_dir` (swapped in whole, never half-written).
         contributions: software that made the images, as ContributingEquipmentSequence
             (added after de-identification: it names software, not people).
+        study: a research study to file the series in (None: the source's study).
 
     Raises:
         ValueError: shapes, descriptions or values that cannot be exported faithfully.
@@ -283,8 +320,11 @@ def write_series(
     description, derivation = _descriptions(kind, description, derivation, eps, source)
     deid = Deidentifier(deidentify) if isinstance(deidentify, DeidConfig) else deidentify
     grid = _output_grid(source, indices, volume.shape[1], volume.shape[2], spacing, origin)
-    if window is None:
-        window = (0.0, 2 * peak) if kind.lower().startswith("perturbation") else SOFT_TISSUE_WINDOW
+    presets: tuple[tuple[str, float, float], ...] = ()
+    if window is None and kind.lower().startswith("perturbation"):
+        window = (0.0, 2 * peak)
+    elif window is None:
+        window, presets = SOFT_TISSUE_WINDOW, CT_WINDOW_PRESETS
     spec = SeriesSpec(
         series_uid=generate_uid(),
         series_number=series_number,
@@ -297,10 +337,11 @@ def write_series(
         slope=choose_slope(peak),
         intercept=0.0,
         window=window,
+        windows=presets,
         slice_thickness=float(source.header.get("SliceThickness") or 0) or None,
         software_version=_version(),
     )
-    template = _template(source, spec, derivation, deid)
+    template = _template(source, spec, derivation, deid, study)
     if contributions:
         template.ContributingEquipmentSequence = contributing_equipment(contributions)
     uids = [generate_uid() for _ in indices]
@@ -308,8 +349,15 @@ def write_series(
     out = Path(out_dir)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         for k, (src, uid) in enumerate(zip(indices, uids, strict=True)):
+            # the source's InstanceNumber, so a slice has one number in the report and viewer
+            number = source.instance_numbers[src] if source.instance_numbers else None
             ds = slice_dataset(
-                template, volume[k], grid.positions[k], grid.orientation[2], k + 1, uid
+                template,
+                volume[k],
+                grid.positions[k],
+                grid.orientation[2],
+                k + 1 if number is None else number,
+                uid,
             )
             image_ref, series_ref = _reference_items(source, src, deid)
             ds.SourceImageSequence = DicomSequence([image_ref])

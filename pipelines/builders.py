@@ -9,12 +9,14 @@ from pathlib import Path
 import torch
 
 from ctrobust.attacks import measurement_pga, random_perturbation_baseline
+from ctrobust.attacks.jacobian_start import pga_from_jacobian
 from ctrobust.config import RunConfig
 from ctrobust.models import ResidualUNet, build_residual_unet
 from ctrobust.physics import ParallelBeam2D
 from ctrobust.reconstructors import FBP, Reconstructor, trained_network
 from ctrobust.reconstructors.external import ExternalReconstructor, load_external
 from ctrobust.runfiles import load_tensors
+from ctrobust.selection import select_rows, slice_label
 from ctrobust.simulation import SimulatedSlices
 from dicom_io import DeidConfig, Deidentifier
 from pipelines.deid_salt import resolve_salt
@@ -52,20 +54,28 @@ def seeded_generator(cfg: RunConfig, device: torch.device, offset: int = 0) -> t
     return torch.Generator(device=device).manual_seed(cfg.seed + offset)
 
 
-def configured_pga(cfg: RunConfig, device: torch.device, eps: float) -> partial:
-    """``measurement_pga`` with the config's attack settings bound: call it with (f, y, x)."""
+def configured_pga(
+    cfg: RunConfig, device: torch.device, eps: float, *, jacobian: bool = False
+) -> partial:
+    """``measurement_pga`` with the config's attack settings bound: call it with (f, y, x).
+
+    ``jacobian`` starts the first run at the Jacobian's top singular vector instead of 0.
+    """
     attack = cfg.attack
-    return partial(
-        measurement_pga,
-        eps=eps,
-        relative=attack.relative,
-        n_iter=attack.n_iter,
-        step=attack.step,
-        momentum=attack.momentum,
-        restarts=attack.restarts,
-        random_start=attack.random_start,
-        generator=seeded_generator(cfg, device),
-    )
+    options = {
+        "eps": eps,
+        "relative": attack.relative,
+        "n_iter": attack.n_iter,
+        "tol": attack.rel_tol,
+        "patience": attack.patience,
+        "step": attack.step,
+        "momentum": attack.momentum,
+        "restarts": attack.restarts,
+        "generator": seeded_generator(cfg, device),
+    }
+    if jacobian:
+        return partial(pga_from_jacobian, steps=attack.jacobian_steps, **options)
+    return partial(measurement_pga, random_start=attack.random_start, **options)
 
 
 def configured_random_baseline(cfg: RunConfig, device: torch.device, eps: float) -> partial:
@@ -135,8 +145,22 @@ def reconstructors_under_test(ctx: RunContext, op: ParallelBeam2D) -> list[Recon
 
 
 def slice_labels(part: SimulatedSlices) -> list[str]:
-    """Human-readable names of slices: ``patient:series-suffix:slice``."""
-    return [f"{m['patient']}:{str(m['series'])[-8:]}:{m['slice']}" for m in part.meta]
+    """Human-readable names of slices: ``patient:series-suffix:IN<InstanceNumber> z=<z>mm``."""
+    return [slice_label(m) for m in part.meta]
+
+
+def attacked_rows(ctx: RunContext, data: SimulatedSlices, test_rows: list[int]) -> list[int]:
+    """The test rows the attack stage attacks: ``attack.series`` and ``attack.slices``, capped
+    by ``attack.max_slices``. Series named by source UID or patient also match their
+    pseudonyms in a de-identified run."""
+    cfg = ctx.cfg.attack
+    deid = deidentifier(ctx)[0] if cfg.series is not None else None
+
+    def names_of(name: str) -> set[str]:
+        return {name} if deid is None else {name, deid.uid(name), deid.pseudonym(name)}
+
+    rows = select_rows(data.meta, test_rows, cfg.slices, cfg.series, names_of)
+    return rows[: cfg.max_slices] if cfg.max_slices else rows
 
 
 def deidentifier(ctx: RunContext) -> tuple[Deidentifier | None, str]:

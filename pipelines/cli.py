@@ -16,6 +16,7 @@ from pathlib import Path
 from ctrobust.config import ConfigError
 from pipelines.config_cli import add_config_parser
 from pipelines.errors import explain
+from pipelines.pacs_cli import add_pacs_parser
 
 EXIT_INTERRUPTED = 130
 
@@ -78,6 +79,15 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError(f"report: '{run_dir}' is not a run folder")
     html = build_report(run_dir, pdf=args.pdf, max_slices=args.max_slices)
     print(f"report: {html}")
+    if args.pdf:
+        pdf = html.with_suffix(".pdf")
+        fresh = pdf.exists() and pdf.stat().st_mtime >= html.stat().st_mtime
+        print(f"pdf: {pdf}" if fresh else "pdf: not written (see the warning above)")
+    if args.screenshots:
+        from ctrobust.report.browser import report_screenshots
+
+        for name, path in report_screenshots(html, html.parent / "screenshots").items():
+            print(f"screenshot {name}: {path}")
     return 0
 
 
@@ -160,8 +170,15 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--max-slices", type=int, default=3, help="test slices shown in detail (default 3)"
     )
+    report.add_argument(
+        "--screenshots",
+        action="store_true",
+        help="also save PNG screenshots of the verdict and of one slice's panels in "
+        "RUN_DIR/report/screenshots/ (needs Chromium)",
+    )
     report.set_defaults(func=cmd_report)
     add_config_parser(sub)
+    add_pacs_parser(sub)
     return parser
 
 

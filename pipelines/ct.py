@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ctrobust.config import RunConfig, check_config_keys
+from pipelines.pacs_nodes import PULLED_FOLDER
 from pipelines.runner import Stage
 from pipelines.stages import (
     attack,
@@ -12,12 +13,24 @@ from pipelines.stages import (
     ingest,
     instability,
     linear,
+    pacs_pull,
+    pacs_push,
     report,
     simulate,
     train,
+    verdict,
 )
 
 DATA_KEYS = ("data.folder", "data.max_series", "data.slices_per_series", "data.allow_lossy")
+#: What export reads of its section: export.pacs only matters to pacs_push.
+EXPORT_KEYS = (
+    "export.enabled",
+    "export.dicom",
+    "export.nifti",
+    "export.eps",
+    "export.same_study",
+    "export.deidentify",
+)
 
 
 def checked(stages: list[Stage]) -> list[Stage]:
@@ -62,7 +75,20 @@ def stages_for(cfg: RunConfig) -> list[Stage]:
 def ct_stages() -> list[Stage]:
     """Stages of ``ctrobust run`` for a CT config, in execution order."""
     stages = [
-        Stage("ingest", ingest.run, config_keys=DATA_KEYS, inputs=ingest.input_digest),
+        Stage(
+            "pacs_pull",
+            pacs_pull.run,
+            config_keys=("data.pacs",),
+            enabled=lambda cfg: cfg.data.pacs is not None,
+            writes=(PULLED_FOLDER,),
+        ),
+        Stage(
+            "ingest",
+            ingest.run,
+            config_keys=DATA_KEYS,
+            depends_on=("pacs_pull",),
+            inputs=ingest.input_digest,
+        ),
         Stage(
             "simulate",
             simulate.run,
@@ -96,6 +122,13 @@ def ct_stages() -> list[Stage]:
             distributed=True,
         ),
         Stage(
+            "verdict",
+            verdict.run,
+            config_keys=("verdict",),
+            depends_on=("evaluate", "attack"),
+            enabled=lambda cfg: cfg.attack.enabled,
+        ),
+        Stage(
             "instability",
             instability.run,
             config_keys=("instability", "attack", "reconstructors"),
@@ -105,16 +138,23 @@ def ct_stages() -> list[Stage]:
         Stage(
             "export",
             export.run,
-            config_keys=("export", "attack.enabled", "attack.max_slices"),
+            config_keys=(*EXPORT_KEYS, "attack.enabled"),
             depends_on=("evaluate", "attack"),
             enabled=lambda cfg: cfg.export.enabled,
             writes=("dicom", "nifti"),
         ),
         Stage(
+            "pacs_push",
+            pacs_push.run,
+            config_keys=("export.pacs",),
+            depends_on=("export",),
+            enabled=lambda cfg: cfg.export.enabled and cfg.export.pacs is not None,
+        ),
+        Stage(
             "report",
             report.run,
             config_keys=("report",),
-            depends_on=("evaluate", "attack", "instability", "export"),
+            depends_on=("evaluate", "attack", "verdict", "instability", "export"),
             enabled=lambda cfg: cfg.report.enabled,
             writes=("report",),
         ),

@@ -11,6 +11,7 @@ from ctrobust.results import (
     LinearResult,
     Metrics,
 )
+from ctrobust.verdict import format_verdict_table
 
 
 def _clean_table(clean: CleanResult) -> list[str]:
@@ -72,6 +73,8 @@ def format_summary(metrics: dict[str, Any]) -> str:
         lines += _clean_table(typed.clean)
     if typed.attack:
         lines += _attack_table(typed.attack)
+    if typed.verdict:
+        lines += ["Per-series verdict", *format_verdict_table(typed.verdict).splitlines()]
     if typed.linear:
         lines += _linear_table(typed.linear)
     if typed.cs_conditioning:

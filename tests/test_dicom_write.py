@@ -16,7 +16,9 @@ from conftest import shared_folder
 import dicom_io.ctimage
 from ctrobust.demo_data import write_demo_folder
 from dicom_io import (
+    CT_WINDOW_PRESETS,
     DeidConfig,
+    ResearchStudy,
     derived_text,
     read_folder,
     scan_folder,
@@ -109,7 +111,7 @@ def test_derived_series_cannot_pass_for_the_source(source, tmp_path):
         [series_ref] = ds.ReferencedSeriesSequence
         assert series_ref.SeriesInstanceUID == source.series_uid
         assert ds.pixel_array.dtype == np.int16
-        assert (ds.WindowCenter, ds.WindowWidth) == (40, 400)
+        assert (ds.WindowCenter[0], ds.WindowWidth[0]) == (40, 400)  # soft tissue first
 
 
 def test_adversarial_kinds_need_eps_and_descriptions_must_change(source, tmp_path):
@@ -315,3 +317,31 @@ def test_abdomen_export_passes_dciodvfy(tmp_path):
     report = scan_folder(tmp_path / "out")
     assert sorted(len(s) for s in report.series) == [3, 3] and report.skipped == []
     assert _hashes(tmp_path / "out") and all(_hashes(tmp_path)[k] == v for k, v in before.items())
+
+
+@needs_dciodvfy
+def test_presets_research_study_and_source_instance_numbers(source, tmp_path):
+    """Three window presets, a research study apart from the clinical one, the source's
+    InstanceNumbers, and still no IOD error (also for the ground-truth kind)."""
+    study = ResearchStudy("1.2.826.0.1.3680043.10.1234.7", "ctrobust research study of x")
+    written = write_series(
+        _recon(source),
+        source,
+        tmp_path / "gt",
+        "ground_truth",
+        *derived_text("ground_truth", "FBP-1000"),
+        study=study,
+    )
+    numbers = []
+    for path in written.paths:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert [float(v) for v in ds.WindowCenter] == [c for _, c, _ in CT_WINDOW_PRESETS]
+        assert [float(v) for v in ds.WindowWidth] == [w for _, _, w in CT_WINDOW_PRESETS]
+        assert list(ds.WindowCenterWidthExplanation) == [n for n, _, _ in CT_WINDOW_PRESETS]
+        assert ds.StudyInstanceUID == study.uid != source.study_uid
+        assert "research study" in ds.StudyDescription
+        numbers.append(int(ds.InstanceNumber))
+        assert _iod_errors(path) == [], path
+    assert numbers == source.instance_numbers
+    same = write_series(_recon(source), source, tmp_path / "c", "clean", "recon", "recon")
+    assert pydicom.dcmread(same.paths[0]).StudyInstanceUID == source.study_uid

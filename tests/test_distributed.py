@@ -45,3 +45,7 @@ def test_two_process_training_and_attack_match_one_process(
         assert len(two["attack"]["models"][method]["delta_max_per_slice"][0]) == len(
             figures["delta_max_per_slice"][0]
         )
+        # the attack at the noise norm is sharded too, and gathered back in slice order
+        assert two["attack"]["models"][method]["at_noise"]["error"] == pytest.approx(
+            figures["at_noise"]["error"], rel=1e-4
+        )

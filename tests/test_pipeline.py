@@ -33,6 +33,10 @@ def test_run_writes_results_and_rerun_recomputes_nothing(tiny_config: Path, tmp_
     assert set(metrics["clean"]["test"]) == {"fbp24", "plain"}
     assert set(metrics["attack"]["models"]) == {"fbp24", "plain"}
     assert len(metrics["attack"]["models"]["plain"]["rho_hat"]) == 2
+    certificate = metrics["attack"]["models"]["fbp24"]["certificate"]  # FBP is linear
+    assert all(0 < r <= 1 + 1e-5 for r in certificate["pga_over_upper"])
+    assert metrics["attack"]["models"]["plain"]["certificate"] is None
+    assert all(n <= 5 for n in metrics["attack"]["models"]["plain"]["iterations_per_slice"][0])
     assert (out / "report" / "index.html").exists()
     instability = metrics["instability"]
     assert instability["more_views"]["views"] == [12, 24, 48]
@@ -44,6 +48,15 @@ def test_run_writes_results_and_rerun_recomputes_nothing(tiny_config: Path, tmp_
     assert "is at an end of instability.tv_weights" in (out / "log.txt").read_text()
     assert len(instability["tv_attack"]["rho_hat"]) == 2
     assert list((out / "dicom").glob("*/plain_attacked_eps0.05/*.dcm"))
+    assert list((out / "dicom").glob("*/ground_truth/*.dcm"))
+    assert list((out / "dicom").glob("*/fbp24_attacked_eps0.05/*.dcm"))
+    verdict = metrics["verdict"]
+    attacked = len(metrics["attack"]["test_slices"])
+    for method in ("fbp24", "plain"):
+        judged = [v for v in verdict["series"] if v["method"] == method]
+        assert sum(v["slices"] for v in judged) == attacked, "every attacked slice is judged"
+        noise = metrics["attack"]["models"][method]["at_noise"]
+        assert noise["eps_abs"] == pytest.approx(metrics["attack"]["noise_norm_per_slice"])
     assert metrics["data"]["split_by"] == "patient"
     assert metrics["training"]["plain"]["epochs"] == 2
     assert (out / "log.txt").read_text().count("stage train: running") == 1
@@ -58,10 +71,26 @@ def test_run_writes_results_and_rerun_recomputes_nothing(tiny_config: Path, tmp_
     assert status["ingest"] == status["simulate"] == "cached"
     assert status["train"] == status["evaluate"] == status["attack"] == "done"
 
-    fourth = _run(tiny_config, out, "train.epochs=3", "attack.n_iter=6")
+    fourth = _run(tiny_config, out, "train.epochs=3", "attack.n_iter=6", "attack.start=jacobian")
     status = {name: s["status"] for name, s in fourth["stages"].items()}
     assert status["train"] == status["evaluate"] == "cached"
     assert status["attack"] == status["export"] == status["report"] == "done"
+    models = json.loads((out / "metrics.json").read_text())["attack"]["models"]
+    starts = models["plain"]["start_comparison"]  # the better start per slice is the headline
+    for k, rho in enumerate(models["plain"]["rho_hat"]):
+        assert rho >= max(starts["rho_hat_cold"][k], starts["rho_hat_jacobian"][k]) - 1e-6
+    assert models["fbp24"]["start_comparison"] is None  # FBP is certified instead
+
+    fifth = _run(
+        tiny_config,
+        out,
+        "train.epochs=3",
+        "attack.n_iter=6",
+        "attack.start=jacobian",
+        "verdict.k_ratio=9",
+    )
+    status = {name: s["status"] for name, s in fifth["stages"].items()}
+    assert status["attack"] == "cached" and status["verdict"] == "done"
 
 
 def test_sigkill_during_training_resumes_from_checkpoint(tiny_config: Path, tmp_path: Path) -> None:

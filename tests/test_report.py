@@ -22,7 +22,9 @@ import torch
 from PIL import Image
 
 from ctrobust.report import browser_check, browser_unavailable_reason, build_report
+from ctrobust.report.browser import pdf_page_fill
 from ctrobust.runfiles import atomic_write_json, save_tensors
+from ctrobust.verdict import MethodFigures, NoiseLevelAttack, series_verdicts
 
 EPS = (0.01, 0.03)
 SCHEMES = {"plain": "plain", "adv": "adversarial"}
@@ -127,7 +129,19 @@ def make_run_folder(root: Path, n: int = 32, views: int = 24, eps: tuple[float, 
             "ssim": [0.9123 - gain * e for e in eps],
             "delta_max_per_slice": [[r - 0.05, r + 0.05] for r in rho],
             "seconds_per_slice": 0.5,
+            "iterations_per_slice": [[40, 31] for _ in eps],
         }
+        if method.startswith("fbp"):  # linear: the certified worst case beside PGA
+            attack_models[method]["certificate"] = {
+                "attained": [r + 0.01 for r in rho],
+                "upper": [r + 0.011 for r in rho],
+                "pga_over_upper": [r / (r + 0.011) for r in rho],
+                "pga_over_upper_min": [r / (r + 0.02) for r in rho],
+                "sigma_max": 0.13,
+                "ritz_pairs": 16,
+                "lanczos_residual": 1e-8,
+                "seconds": 2.0,
+            }
     image_domain_cache, image_domain = {}, {}
     for scheme in SCHEMES:
         r = torch.stack([s * 0.01 * torch.randn(1, n, n, generator=gen) for s in (1, 2, 3)])
@@ -239,6 +253,9 @@ def make_run_folder(root: Path, n: int = 32, views: int = 24, eps: tuple[float, 
                 "relative": True,
                 "center": "nominal",
                 "n_iter": 40,
+                "rel_tol": 1e-4,
+                "patience": 20,
+                "start": "cold",
                 "step": 0.1,
                 "momentum": 0.9,
                 "restarts": 0,
@@ -433,7 +450,14 @@ def test_rho_tables_match_metrics(report):
                 1000 * m["rho_hat"][k] / n,
                 m["psnr"][k],
                 m["ssim"][k],
+                sum(m["iterations_per_slice"][k]) / len(m["iterations_per_slice"][k]),
             ]
+            if cert := m.get("certificate"):
+                expected += [
+                    cert["upper"][k],
+                    cert["pga_over_upper"][k],
+                    cert["pga_over_upper_min"][k],
+                ]
             assert len(row) == len(expected)
             for cell, value in zip(row, expected, strict=True):
                 assert printed_equal(cell, value), (method, k, cell, value)
@@ -560,8 +584,93 @@ def test_demo_run_report_in_chromium(tiny_config, tmp_path):
     reason = browser_unavailable_reason()
     if reason:
         pytest.skip(reason)
-    result = browser_check(html_path, screenshot=tmp_path / "shot.png")
+    shots = {"verdict": ("#verdict", tmp_path / "verdict.png")}
+    result = browser_check(html_path, screenshot=tmp_path / "shot.png", elements=shots)
     assert result["images"] > 5
     assert result["broken"] == []
     assert result["external"] == []
     assert result["screenshot_std"] > 20
+    assert Image.open(tmp_path / "verdict.png").width > 300
+    _verdicts_match_metrics(result["verdicts"], metrics["verdict"])
+    _diffmap_limits_fit_each_eps(result["diffmap_limits"], run, metrics)
+    build_report(run, pdf=True)
+    fills = pdf_page_fill(run / "report" / "index.pdf")
+    assert len(fills) > 3
+    blank = [k + 1 for k, fill in enumerate(fills[:-1]) if fill < 0.25]
+    assert blank == [], f"mostly blank PDF pages {blank} (fraction of rows inked: {fills})"
+
+
+def _verdicts_match_metrics(shown: dict[str, str], verdict: dict[str, Any]) -> None:
+    """Every verdict of metrics.json has its sentence in the page, with its figures and word."""
+    assert len(shown) == len(verdict["series"]) > 0
+    for k, v in enumerate(verdict["series"]):
+        text = shown[str(k)]
+        assert ("PASSES" if v["passed"] else "FAILS") in text, text
+        assert f"reaches {v['ratio']:.2f} x" in text and f"reaches {v['rms_hu']:.1f} HU" in text
+        assert f"limit {verdict['k_ratio']:g})" in text
+        assert f"limit {verdict['max_rms_hu']:g} HU" in text
+        assert v["series"] not in text, "the page names series by pseudonym only"
+
+
+def _diffmap_limits_fit_each_eps(limits: list[list[float]], run: Path, metrics: dict) -> None:
+    """One colour limit per column (clean error, then each eps), each just above that
+    column's own 99.9th percentile of |difference| in HU, recomputed from the caches."""
+    eps = metrics["attack"]["settings"]["eps"]
+    assert limits and all(len(row) == len(eps) + 1 for row in limits)
+    results = torch.load(run / "cache/attack/results.pt", weights_only=True)
+    recons = torch.load(run / "cache/evaluate/test_recons.pt", weights_only=True)
+    data = torch.load(run / "cache/simulate/data.pt", weights_only=True)
+    position = {row: i for i, row in enumerate(data["split"]["test"])}
+    for t, row in enumerate(limits):  # the report shows the first attacked slices in order
+        p = position[results["rows"][t]]
+        for e in range(len(eps)):
+            change = [
+                1000 * (results["models"][m]["attacked"][e, t, 0] - recons[m][p, 0]).abs()
+                for m in results["models"]
+            ]
+            top = max(float(torch.quantile(c.flatten().double(), 0.999)) for c in change)
+            assert 0.999 * top <= row[e + 1] <= 2.0 * top + 1e-9, (t, e, top, row)
+
+
+def test_verdict_table_and_sentences_follow_metrics(tmp_path):
+    """Without a browser: the verdict table prints metrics.verdict, names series by pseudonym,
+    and links each worst slice to its panel."""
+    run = make_run_folder(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    labels = metrics["attack"]["test_slices"]
+    figures = {
+        method: MethodFigures(
+            label=method,
+            psnr=[30.0] * len(labels),
+            ssim=[0.9] * len(labels),
+            error_per_eps=m["delta_max_per_slice"],
+            at_noise=NoiseLevelAttack(
+                eps_abs=[1.0] * len(labels),
+                error=[1.0 + 0.4 * k * (i + 1) for i in range(len(labels))],
+                random_error=[1.0] * len(labels),
+                rms_change_hu=[10.0 + 8 * k] * len(labels),
+            ),
+        )
+        for k, (method, m) in enumerate(metrics["attack"]["models"].items())
+    }
+    series = "PAT1:1.2.3.1"
+    verdict = series_verdicts(
+        [series] * len(labels),
+        labels,
+        {},
+        figures,
+        metrics["attack"]["settings"]["eps"],
+        k_ratio=1.5,
+        max_rms_hu=25,
+    )
+    assert {v.passed for v in verdict.series} == {True, False}
+    atomic_write_json(run / "metrics.json", {**metrics, "verdict": verdict.model_dump(mode="json")})
+    text = build_report(run).read_text()
+    page = parse(text)
+    rows = page.tables["verdict-table"][1:]
+    assert len(rows) == len(verdict.series)
+    for row, v in zip(rows, verdict.series, strict=True):
+        assert row[-1] == ("PASS" if v.passed else "FAIL")
+        assert printed_equal(row[-4], v.ratio) and printed_equal(row[-3], v.rms_hu)
+        assert row[1] not in (series, "?") and series not in text
+    assert "verdict.k_ratio = 1.5" in text and text.count('class="verdict"') == len(rows)

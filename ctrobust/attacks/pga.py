@@ -37,7 +37,8 @@ class AttackResult:
         clean_error: ||f(y) - x||_2 per sample, (B,).
         eps: absolute l2 radius used per sample, (B,).
         reconstruction: f(y + delta), shaped like x.
-        iterations: gradient steps taken per sample over all starts, (B,).
+        iterations: gradient steps taken per sample over all starts (a sample stopped early by
+            ``tol`` counts only its own steps), (B,).
         trace: error of the current iterate at every evaluation, all starts one after the
             other, (B, T); None unless requested.
     """
@@ -64,12 +65,12 @@ def _unit(t: Tensor, fallback: Tensor) -> Tensor:
     return torch.where(per_sample(inverse > 0, t), t * per_sample(inverse, t), fallback)
 
 
-def _stalled(history: list[Tensor], patience: int, tol: float) -> bool:
-    """True when no sample's best error grew by more than ``tol`` (relative) in ``patience``."""
+def _stalled(history: list[Tensor], patience: int, tol: float) -> Tensor:
+    """Per sample, (B,): the best error grew by at most ``tol`` (relative) in ``patience`` steps."""
     if len(history) <= patience:
-        return False
+        return torch.zeros_like(history[-1], dtype=torch.bool)
     now, before = history[-1], history[-1 - patience]
-    return bool((now <= before * (1.0 + tol)).all())
+    return now <= before * (1.0 + tol)
 
 
 def measurement_pga(
@@ -88,6 +89,7 @@ def measurement_pga(
     tol: float | None = None,
     patience: int = 10,
     record_trace: bool = False,
+    initial: Tensor | None = None,
 ) -> AttackResult:
     """Estimate the worst-case error within an l2 ball around each measurement (Raj eq. 7).
 
@@ -114,10 +116,15 @@ def measurement_pga(
         generator: source of the random starts and of the fallback direction taken where the
             gradient vanishes at a run's start (e.g. f(y) == x exactly); None means a CPU
             generator seeded 0.
-        tol: early stop a run when no sample's best error grew by more than ``tol`` (relative)
-            over the last ``patience`` steps; None runs all ``n_iter`` steps.
+        tol: a sample stops (its delta is frozen and its iterations no longer counted) once
+            its best error in the run grew by at most ``tol`` (relative) over the last
+            ``patience`` steps; the run ends when every sample has stopped. None runs all
+            ``n_iter`` steps.
         patience: window of the early-stop test.
         record_trace: keep the error of every iterate in ``AttackResult.trace``.
+        initial: start of the first run instead of 0, projected onto the ball (e.g.
+            :func:`ctrobust.attacks.jacobian_start.jacobian_start`); overrides ``random_start``
+            for that run.
 
     Returns:
         AttackResult with the best delta per sample and its error.
@@ -138,10 +145,15 @@ def measurement_pga(
     trace: list[Tensor] = []
 
     for run in range(restarts + 1):
-        from_random = random_start or run > 0
-        delta = random_in_ball(y, radius, gen) if from_random else torch.zeros_like(y)
+        if run == 0 and initial is not None:
+            delta = project_l2_ball(initial.detach().to(y), radius)
+        elif random_start or run > 0:
+            delta = random_in_ball(y, radius, gen)
+        else:
+            delta = torch.zeros_like(y)
         fallback = _unit(gaussian_like(y, gen), torch.zeros_like(y))
         run_best: list[Tensor] = []
+        active = torch.ones(y.shape[0], dtype=torch.bool, device=y.device)
         for k in range(n_iter + 1):
             last = k == n_iter
             with torch.set_grad_enabled(not last):
@@ -162,15 +174,17 @@ def measurement_pga(
                 break
             if tol is not None:
                 run_best.append(torch.maximum(run_best[-1], error) if run_best else error)
-                if _stalled(run_best, patience, tol):
+                active &= ~_stalled(run_best, patience, tol)
+                if not bool(active.any()):
                     break
             if k == 0:  # only a start sits exactly on a stationary point (f(y) == x)
                 velocity = _unit(grad, fallback)
             else:  # v <- momentum v + g / ||g||, in place: no extra pass over the batch
                 velocity.mul_(momentum).addcmul_(grad, per_sample(_inverse_norms(grad), grad))
             scale = per_sample(step_abs * _inverse_norms(velocity), y)
-            delta = project_l2_ball(torch.addcmul(delta, velocity, scale), radius)
-            iterations += 1
+            stepped = project_l2_ball(torch.addcmul(delta, velocity, scale), radius)
+            delta = torch.where(per_sample(active, y), stepped, delta)
+            iterations += active
 
     return AttackResult(
         delta=best_delta,

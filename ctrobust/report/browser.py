@@ -11,6 +11,8 @@ import base64
 import io
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,11 @@ _FLAGS = (
     "--hide-scrollbars",
     "--no-first-run",
     "--disable-extensions",
+    # offline and quiet: no network of its own, no updates, no sync
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 )
 
 
@@ -66,11 +73,31 @@ return {
   broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0))
     .map(i => i.alt || i.src.slice(0, 80)),
   height: Math.ceil(document.documentElement.scrollHeight),
+  verdicts: Object.fromEntries(Array.from(document.querySelectorAll('li.verdict'))
+    .map(e => [e.dataset.index, e.textContent])),
+  limits: Array.from(document.querySelectorAll('figure.diffmap'))
+    .map(e => e.dataset.limitsHu),
   external: Array.from(document.querySelectorAll('[src],[href]'))
     .map(e => e.getAttribute('src') || e.getAttribute('href'))
     .filter(u => /^(https?:)?\\/\\//i.test(u)),
 };
 """
+
+
+_BOX = """
+const e = document.querySelector(arguments[0]);
+if (!e) return null;
+const r = e.getBoundingClientRect();
+return {x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height};
+"""
+
+
+def _capture(driver: Any, box: dict[str, float]) -> dict[str, str]:
+    """A PNG (base64) of a page region in CSS pixels, beyond the viewport if need be."""
+    return driver.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {"format": "png", "captureBeyondViewport": True, "clip": {**box, "scale": 1}},
+    )
 
 
 def browser_check(
@@ -79,13 +106,18 @@ def browser_check(
     width: int = 1440,
     max_height: int = 30000,
     timeout_s: float = 60.0,
+    elements: Mapping[str, tuple[str, Path]] | None = None,
 ) -> dict[str, Any]:
     """Open a report in headless Chromium and say whether it rendered.
 
     Returns ``images`` (count), ``broken`` (alt text of images that did not load),
     ``external`` (links to other hosts), ``page_height`` (CSS px), ``screenshot_std`` (grey
     level standard deviation, 0-255, of a full-page screenshot), ``nonwhite_fraction`` and
-    ``screenshot`` (where the PNG was saved, if asked). Raises :class:`BrowserUnavailableError`.
+    ``screenshot`` (where the PNG was saved, if asked), ``verdicts`` (the text of every
+    verdict sentence, by its index in metrics.verdict.series) and ``diffmap_limits`` (the
+    HU colour limits of every difference-map figure). ``elements`` maps a name to (CSS
+    selector, PNG path): each element is saved as its own screenshot.
+    Raises :class:`BrowserUnavailableError`.
     """
     reason = browser_unavailable_reason()
     if reason:
@@ -99,6 +131,8 @@ def browser_check(
     for flag in _FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--window-size={width},1000")
+    profile = tempfile.TemporaryDirectory(prefix="ctrobust-chromium-")
+    options.add_argument(f"--user-data-dir={profile.name}")  # a fresh profile every time
     driver_path = shutil.which("chromedriver") or str(CHROMEDRIVER)
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     try:
@@ -112,16 +146,16 @@ def browser_check(
         )
         probe = driver.execute_script(_PROBE)
         height = min(int(probe["height"]), max_height)
-        shot = driver.execute_cdp_cmd(
-            "Page.captureScreenshot",
-            {
-                "format": "png",
-                "captureBeyondViewport": True,
-                "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
-            },
-        )
+        shot = _capture(driver, {"x": 0, "y": 0, "width": width, "height": height})
+        for name, (selector, path) in (elements or {}).items():
+            box = driver.execute_script(_BOX, selector)
+            if box is None:
+                raise ValueError(f"report has no element {selector!r} for screenshot {name!r}")
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_bytes(base64.b64decode(_capture(driver, box)["data"]))
     finally:
         driver.quit()
+        profile.cleanup()
 
     png = base64.b64decode(shot["data"])
     grey = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float64)
@@ -136,6 +170,8 @@ def browser_check(
         "screenshot_std": float(grey.std()),
         "nonwhite_fraction": float((grey < 245).mean()),
         "screenshot": str(screenshot) if screenshot is not None else None,
+        "verdicts": dict(probe["verdicts"]),
+        "diffmap_limits": [[float(v) for v in s.split(",") if v] for s in probe["limits"]],
     }
 
 
@@ -149,18 +185,68 @@ def print_pdf(html_path: Path, pdf_path: Path | None = None, timeout_s: float = 
     html_path = Path(html_path).resolve()
     pdf_path = Path(pdf_path or html_path.with_suffix(".pdf")).resolve()
     pdf_path.unlink(missing_ok=True)
-    subprocess.run(
-        [
-            chromium,
-            *_FLAGS,
-            "--no-pdf-header-footer",
-            f"--print-to-pdf={pdf_path}",
-            html_path.as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=timeout_s,
-    )
+    with tempfile.TemporaryDirectory(prefix="ctrobust-chromium-") as profile:
+        subprocess.run(
+            [
+                chromium,
+                *_FLAGS,
+                f"--user-data-dir={profile}",
+                "--no-pdf-header-footer",
+                f"--print-to-pdf={pdf_path}",
+                html_path.as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=timeout_s,
+        )
     if not pdf_path.exists() or pdf_path.stat().st_size == 0:
         raise RuntimeError(f"Chromium did not write {pdf_path}")
     return pdf_path
+
+
+def pdf_page_fill(pdf_path: Path, dpi: int = 30) -> list[float]:
+    """Per PDF page, the fraction of pixel rows holding any ink (pdftoppm renders the pages).
+
+    A page near 0 is mostly blank. Raises :class:`BrowserUnavailableError` without pdftoppm.
+    """
+    pdftoppm = shutil.which("pdftoppm")
+    if pdftoppm is None:
+        raise BrowserUnavailableError("pdftoppm not found (apt-get install poppler-utils)")
+    with tempfile.TemporaryDirectory(prefix="ctrobust-pages-") as folder:
+        prefix = Path(folder) / "page"
+        subprocess.run(
+            [pdftoppm, "-r", str(dpi), "-png", str(pdf_path), str(prefix)],
+            check=True,
+            capture_output=True,
+        )
+        fills = []
+        for page in sorted(Path(folder).glob("page*.png")):
+            grey = np.asarray(Image.open(page).convert("L"))
+            fills.append(float((grey < 240).any(axis=1).mean()))
+    return fills
+
+
+#: What ``ctrobust report --screenshots`` captures: name -> CSS selector of the report.
+SCREENSHOTS = {
+    "verdict": "#verdict",
+    "slice_windows": "#slices .slice figure",
+    "slice_differences": "#slices figure.diffmap",
+}
+
+
+def report_screenshots(html_path: Path, out_dir: Path) -> dict[str, Path]:
+    """PNG screenshots of the verdict section and of the first slice's panels (its soft-tissue
+    window grid and difference maps) in ``out_dir``; only the parts the report has."""
+    html = Path(html_path).read_text()
+    present = {
+        "verdict": 'id="verdict"' in html,
+        "slice_windows": 'class="slice"' in html,
+        "slice_differences": 'class="diffmap"' in html,
+    }
+    shots = {
+        name: (selector, Path(out_dir) / f"{name}.png")
+        for name, selector in SCREENSHOTS.items()
+        if present[name]
+    }
+    browser_check(html_path, elements=shots)
+    return {name: path for name, (_, path) in shots.items()}

@@ -18,8 +18,9 @@ from .captions import psnr_note
 from .html import Markup, Section, bullets, esc, page, paragraph
 from .provenance import Pseudonyms, export_section, header_section
 from .rundata import RunData
-from .slices import DEFAULT_MAX_SLICES, shown_slices, slice_section
+from .slices import DEFAULT_MAX_SLICES, shown_slices, slice_anchor, slice_section
 from .summary import summary_section
+from .verdicts import verdict_section, worst_slice_indices
 from .windows import WINDOWS
 
 log = logging.getLogger("ctrobust")
@@ -48,6 +49,8 @@ def render(data: RunData, max_slices: int = DEFAULT_MAX_SLICES) -> str:
     """The report of loaded run data as one HTML string."""
     names = Pseudonyms(data)
     shown = shown_slices(data, max_slices)
+    if shown:  # the first attacked slices, and every verdict's worst slice
+        shown = {t: slice_anchor(t) for t in sorted({*shown, *worst_slice_indices(data)})}
     labels = data.metrics.attack.test_slices if data.metrics.attack else []
 
     def slice_name(label: object) -> str:
@@ -57,6 +60,7 @@ def render(data: RunData, max_slices: int = DEFAULT_MAX_SLICES) -> str:
 
     candidates = [
         header_section(data, names),
+        verdict_section(data, names, shown),
         summary_section(data, names, shown),
         slice_section(data, names, shown),
         instability_section(data, slice_name),
@@ -65,14 +69,14 @@ def render(data: RunData, max_slices: int = DEFAULT_MAX_SLICES) -> str:
     ]
     sections = [s for s in candidates if s is not None]
     intro = Markup(
-        f"<h1>CT reconstruction robustness report: {esc(data.name)}</h1>"
+        f"<h1>CT reconstruction robustness report: {esc(data.title)}</h1>"
         + paragraph(
             "How far can a small, deliberate change to the measured CT data alter what each "
             "reconstruction method shows? Simulated research reconstructions only.",
             "note",
         )
     )
-    return page(f"ctrobust report: {data.name}", intro, sections)
+    return page(f"ctrobust report: {data.title}", intro, sections)
 
 
 def build_report(run_dir: Path, pdf: bool = False, max_slices: int = DEFAULT_MAX_SLICES) -> Path:

@@ -188,7 +188,11 @@ def grid(
     pw, ph = _panel_size(cells, min(panel_px, fit), integer_zoom)
     col_lines = max(len(_wrap(c, pw - 4, label_font)) for c in col_labels)
     top = 8 + 16 * col_lines
-    bar_h = 58 * len(bars)
+    lanes = _bar_lanes(bars)
+    lane_h = [
+        34 + 14 * max(len(_bar_label(b, pw, len(b.columns))) for b in lane) + 6 for lane in lanes
+    ]
+    bar_h = sum(lane_h)
     n_rows, n_cols = len(cells), len(col_labels)
     width = left + n_cols * (pw + GAP) + 8
     height = top + n_rows * (ph + GAP) + bar_h + 6
@@ -217,9 +221,11 @@ def grid(
                 continue
             canvas.paste(_render(cell, (pw, ph)), (x0[j], y0[i]))
     y = top + n_rows * (ph + GAP) + 4
-    for bar in bars:
-        _draw_bar(canvas, draw, bar, x0[min(bar.columns)], x0[max(bar.columns)] + pw, y)
-        y += 58
+    for lane, height in zip(lanes, lane_h, strict=True):
+        for bar in lane:
+            lines = _bar_label(bar, pw, len(bar.columns))
+            _draw_bar(canvas, draw, bar, x0[min(bar.columns)], x0[max(bar.columns)] + pw, y, lines)
+        y += height
     scales = {c.scale for row in cells for c in row if c is not None} | {b.scale for b in bars}
     cmaps = {sc.cmap for sc in scales}
     only_diverging = all(sc.window is None for sc in scales) and len(cmaps) == 1
@@ -227,7 +233,29 @@ def grid(
     return to_png(canvas, palette)
 
 
-def _draw_bar(canvas, draw, bar: ColourBar, x_left: int, x_right: int, y: int) -> None:
+def _bar_lanes(bars: Sequence[ColourBar]) -> list[list[ColourBar]]:
+    """Bars packed into rows: a bar joins the first row whose bars span other columns, so
+    one bar per column (e.g. a scale per ε) sits side by side under its own column."""
+    lanes: list[list[ColourBar]] = []
+    for bar in bars:
+        span = set(range(min(bar.columns), max(bar.columns) + 1))
+        for lane in lanes:
+            if all(span.isdisjoint(range(min(b.columns), max(b.columns) + 1)) for b in lane):
+                lane.append(bar)
+                break
+        else:
+            lanes.append([bar])
+    return lanes
+
+
+def _bar_label(bar: ColourBar, panel_w: int, n_cols: int) -> list[str]:
+    """The bar's label wrapped to the width of the columns it spans."""
+    return _wrap(bar.label, max(60, n_cols * panel_w - 8), font(11))
+
+
+def _draw_bar(
+    canvas, draw, bar: ColourBar, x_left: int, x_right: int, y: int, label: list[str]
+) -> None:
     inset = 30 if x_right - x_left > 200 else 12
     x_left, x_right = x_left + inset, x_right - inset
     ramp = np.linspace(bar.scale.low, bar.scale.high, max(2, x_right - x_left))[None, :]
@@ -236,11 +264,15 @@ def _draw_bar(canvas, draw, bar: ColourBar, x_left: int, x_right: int, y: int) -
     draw.rectangle((x_left, y, x_right - 1, y + 11), outline=MUTED)
     f = font(11)
     span = bar.scale.high - bar.scale.low
-    for tick in bar.scale.ticks():
+    ticks = bar.scale.ticks()
+    if x_right - x_left < 200:  # a one-column bar: the limits and the centre only
+        ticks = [ticks[0], ticks[len(ticks) // 2], ticks[-1]]
+    for tick in ticks:
         x = x_left + (tick - bar.scale.low) / span * (x_right - x_left - 1)
         draw.line((x, y + 12, x, y + 16), fill=INK)
         draw.text((x, y + 17), _tick_text(tick), fill=INK, font=f, anchor="mt")
-    draw.text(((x_left + x_right) / 2, y + 32), bar.label, fill=INK, font=f, anchor="mt")
+    for k, line in enumerate(label):
+        draw.text(((x_left + x_right) / 2, y + 32 + 14 * k), line, fill=INK, font=f, anchor="mt")
 
 
 def to_png(image: Image.Image, palette: Image.Image | None = None) -> bytes:

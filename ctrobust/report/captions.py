@@ -59,10 +59,15 @@ def attack_caption(data: RunData, t: int | None = None, full: bool = False) -> s
         if s.center == "nominal"
         else "centred on the noisy measured sinogram y"
     )
+    stop = f"at most {fmt(s.n_iter)} iterations" + (
+        f", a slice stops when its best error grew < {fmt(s.rel_tol)} in {s.patience}"
+        if s.rel_tol is not None
+        else ""
+    )
     text = (
         f"Attack: worst-case δ by projected gradient ascent on ‖δ‖₂ ≤ ε, {centre} "
-        f"({fmt(s.n_iter)} iterations, step {fmt(s.step)}, momentum "
-        f"{fmt(s.momentum)}, {fmt(s.restarts)} restarts), "
+        f"({stop}, step {fmt(s.step)}, momentum "
+        f"{fmt(s.momentum)}, {fmt(s.restarts)} restarts, {s.start} start), "
         + ("ε relative to the ℓ2 norm of that centre" if s.relative else "ε absolute")
     )
     if attack.noise_relative_mean is not None:

@@ -34,6 +34,19 @@ def window_grid(
     return grid(cells, row_labels, col_labels, [bar])
 
 
+def diverging_limits(
+    images: Sequence[Sequence[np.ndarray | None]], groups: Sequence[int]
+) -> dict[int, float]:
+    """The symmetric colour limit of each group of columns, as :func:`diverging_grid` draws it."""
+    n_rows = len(images)
+    return {
+        g: nice_limit(
+            [images[i][j] for i in range(n_rows) for j, gj in enumerate(groups) if gj == g]
+        )
+        for g in dict.fromkeys(groups)
+    }
+
+
 def diverging_grid(
     images: Sequence[Sequence[np.ndarray | None]],
     row_labels: Sequence[str],
@@ -44,20 +57,21 @@ def diverging_grid(
 ) -> bytes:
     """Signed maps; columns with the same group id share a symmetric scale and colour bar.
 
-    ``units`` labels the colour bar of each group, in order of the groups' first column;
-    ``integer_zoom`` avoids resampling (for sinograms).
+    ``units`` labels the colour bar of each group, in order of the groups' first column; a
+    ``{limit}`` in a label is replaced by that group's colour limit; ``integer_zoom`` avoids
+    resampling (for sinograms).
     """
     n_rows = len(images)
     cells: list[list[Cell | None]] = [[None] * len(col_labels) for _ in range(n_rows)]
     bars = []
-    for g_index, g in enumerate(dict.fromkeys(groups)):
+    for g_index, (g, limit) in enumerate(diverging_limits(images, groups).items()):
         cols = [j for j, gj in enumerate(groups) if gj == g]
-        scale = Scale(limit=nice_limit([images[i][j] for i in range(n_rows) for j in cols]))
+        scale = Scale(limit=limit)
         for i in range(n_rows):
             for j in cols:
                 if images[i][j] is not None:
                     cells[i][j] = Cell(images[i][j], scale)
-        bars.append(ColourBar(scale, units[g_index], cols))
+        bars.append(ColourBar(scale, units[g_index].replace("{limit}", f"{scale.limit:g}"), cols))
     return grid(cells, row_labels, col_labels, bars, missing="–", integer_zoom=integer_zoom)
 
 

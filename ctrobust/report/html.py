@@ -139,12 +139,19 @@ figure { margin: 1rem 0 1.6rem; break-inside: avoid; }
 figure img { max-width: 100%; height: auto; display: block; border: 1px solid var(--line); }
 figcaption { font-size: .88rem; color: var(--muted); margin-top: .35rem; }
 .slice { border-top: 1px dashed var(--line); margin-top: 2rem; }
+.verdict-pass, strong.pass { color: #1b6e2a; }
+strong.fail { color: #a11b1b; }
+@page { size: A4; margin: 12mm; }
 @media print {
   main { max-width: none; padding: 0; }
+  body { font-size: 10pt; }
   nav.toc { columns: 1; }
-  h2 { break-before: page; }
-  figure, table { break-inside: avoid; }
-  p.tcap { break-after: avoid; }
+  h2 { break-after: avoid; margin-top: 1.2rem; }
+  h3, h4, p.tcap { break-after: avoid; }
+  table { font-size: 8pt; }
+  tr, figure { break-inside: avoid; }
+  figure img { max-height: 110mm; width: auto; max-width: 100%; }
+  figcaption { font-size: 7.5pt; }
 }
 """
 

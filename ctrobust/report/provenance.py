@@ -40,6 +40,12 @@ class Pseudonyms:
     def _add(names: dict[str, str], key: str, prefix: str) -> None:
         names.setdefault(key, f"{prefix}{len(names) + 1}")
 
+    def series_label(self, key: str) -> str:
+        """The verdict's 'patient:series-tail' -> 'P1 S1' ('?' for what the run did not list)."""
+        patient, _, tail = key.partition(":")
+        series = next((v for k, v in self.series.items() if k.endswith(tail)), "?")
+        return f"{self.patients.get(patient, '?')} {series}"
+
     def slice_label(self, label: str) -> str:
         """'series:slice' or the attack's 'patient:series-tail:slice' -> 'P1 S1 slice 12'.
 
@@ -52,7 +58,14 @@ class Pseudonyms:
         if len(parts) == 3:
             patient, tail, index = parts
             series = next((v for k, v in self.series.items() if k.endswith(tail)), "?")
-            return f"{self.patients.get(patient, '?')} {series} slice {index}"
+            if index.startswith("IN"):  # 'IN<InstanceNumber> z=<z>mm' (ctrobust.selection)
+                number, _, z = index[2:].partition(" z=")
+                where = f"InstanceNumber {number}" + (
+                    f", z = {z.removesuffix('mm')} mm" if z else ""
+                )
+            else:
+                where = f"slice {index}"
+            return f"{self.patients.get(patient, '?')} {series} {where}"
         return label
 
 
@@ -99,7 +112,8 @@ def header_section(data: RunData, names: Pseudonyms) -> Section:
     """Run name, date, acquisition model, split, versions and stage status."""
     d = data.metrics.data
     rows: list[tuple[str, object]] = [
-        ("Run", data.name),
+        ("Run", data.run_dir.name),
+        ("Config", data.name),
         ("Run date", run_date(data)),
         ("Report built", time.strftime("%Y-%m-%d %H:%M:%S")),
         ("Run folder", str(data.run_dir.resolve())),
@@ -195,12 +209,18 @@ def _series_table(data: RunData, names: Pseudonyms) -> Markup:
     )
 
 
+def _status(name: str, stage: dict) -> str:
+    """A stage's status; the report stage, still running while it writes this page, says so."""
+    status = str(stage.get("status", "–"))
+    return "writing this report" if name == "report" and status == "running" else status
+
+
 def _stage_table(data: RunData) -> Markup:
     stages = data.run.get("stages", {})
     if not stages:
         return Markup("")
     rows = [
-        [name, s.get("status", "–"), fmt(s.get("seconds"), 4), s.get("finished", "–")]
+        [name, _status(name, s), fmt(s.get("seconds"), 4), s.get("finished", "–")]
         for name, s in stages.items()
     ]
     return table(

@@ -17,6 +17,7 @@ import torch
 
 from ctrobust.results import Metrics
 from ctrobust.runfiles import load_tensors
+from ctrobust.selection import slice_label
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -67,6 +68,16 @@ class RunData:
         return str(self.config.get("name") or self.run_dir.name)
 
     @property
+    def title(self) -> str:
+        """The run folder's name and what data it ran on (never the folder's own name, which
+        may identify a patient), with the config's name when it differs."""
+        series = len(self.ingest.get("series", []))
+        synthetic = (self.config.get("data") or {}).get("folder") is None
+        what = "embedded synthetic data" if synthetic else f"clinical data, {series} series"
+        config = f", config {self.name}" if self.name != self.run_dir.name else ""
+        return f"{self.run_dir.name} ({what}{config})"
+
+    @property
     def schemes(self) -> dict[str, str]:
         """Trained networks: scheme name -> training kind (plain, adversarial, ...)."""
         listed = self.config.get("train", {}).get("schemes", [])
@@ -85,34 +96,50 @@ class RunData:
             return []
         return [int(i) for i in self.simulated["split"].get("test", [])]
 
-    def test_meta(self, t: int) -> dict[str, Any]:
-        """Series, patient, slice and pixel size of the t-th test slice (empty when unknown)."""
+    def test_order(self) -> list[int]:
+        """Positions in the test split in report order: the attacked slices first, in the
+        attack's order (so report index t is also the attack's index), then the others."""
         idx = self.test_indices()
-        if t >= len(idx):
+        rows = (self.attack or {}).get("rows")
+        if rows is None:
+            return list(range(len(idx)))
+        where = {row: i for i, row in enumerate(idx)}
+        first = [where[int(r)] for r in rows if int(r) in where]
+        return first + sorted(set(range(len(idx))) - set(first))
+
+    def position(self, t: int) -> int:
+        """Where report slice t sits in the test split (and in evaluate's per-slice lists)."""
+        order = self.test_order()
+        return order[t] if t < len(order) else t
+
+    def test_meta(self, t: int) -> dict[str, Any]:
+        """Series, patient, slice and pixel size of report slice t (empty when unknown)."""
+        idx, p = self.test_indices(), self.position(t)
+        if p >= len(idx):
             return {}
         slices = self.simulated["slices"]  # type: ignore[index]
-        meta = dict(slices["meta"][idx[t]])
-        meta["pixel_mm"] = float(slices["pixel_mm"][idx[t]])
+        meta = dict(slices["meta"][idx[p]])
+        meta["pixel_mm"] = float(slices["pixel_mm"][idx[p]])
         return meta
 
     def test_label(self, t: int) -> str:
-        """'series:slice' of the t-th test slice, the label the attack stage uses."""
+        """The label of report slice t (ctrobust.selection.slice_label), as metrics.json has it."""
         labels = self.metrics.attack.test_slices if self.metrics.attack else []
         if t < len(labels):
             return str(labels[t])
         meta = self.test_meta(t)
-        return f"{meta['series']}:{meta['slice']}" if meta else f"test slice {t}"
+        return slice_label(meta) if meta else f"test slice {t}"
 
     def test_image(self, key: str, t: int) -> torch.Tensor | None:
-        """A cached simulated image (x_true, x_gt, fbp) of the t-th test slice, (N, N)."""
-        idx = self.test_indices()
-        if t >= len(idx):
+        """A cached simulated image (x_true, x_gt, fbp) of report slice t, (N, N)."""
+        idx, p = self.test_indices(), self.position(t)
+        if p >= len(idx):
             return None
-        return self.simulated["slices"][key][idx[t]][0]  # type: ignore[index]
+        return self.simulated["slices"][key][idx[p]][0]  # type: ignore[index]
 
     def clean_recon(self, method: str, t: int) -> torch.Tensor | None:
-        """The clean reconstruction of the t-th test slice by ``method``, (N, N)."""
+        """The clean reconstruction of report slice t by ``method``, (N, N)."""
         if self.test_recons is None or method not in self.test_recons:
             return None
-        recon = self.test_recons[method]
-        return recon[t][0] if t < len(recon) else None
+        recon, p = self.test_recons[method], self.position(t)
+        return recon[p][0] if p < len(recon) else None

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .captions import attack_caption, eps_text, psnr_note
-from .figures import diverging_grid, window_grid
+from .figures import diverging_grid, diverging_limits, window_grid
 from .html import Markup, Section, figure, fixed, fmt, heading, paragraph, table
 from .provenance import Pseudonyms
 from .rundata import RunData
@@ -80,7 +80,8 @@ def _slice_table(data: RunData, methods: list[str], t: int) -> Markup:
     for method in methods:
         per_slice = (test[method].psnr_per_slice if method in test else None) or []
         deltas = attack_models[method].delta_max_per_slice if method in attack_models else []
-        row = [data.method_label(method), fixed(per_slice[t], 2) if t < len(per_slice) else "–"]
+        p = data.position(t)
+        row = [data.method_label(method), fixed(per_slice[p], 2) if p < len(per_slice) else "–"]
         row += [fmt(d[t], 4) if t < len(d) else "–" for d in deltas[: len(eps)]]
         row += ["–"] * (len(headers) - len(row))
         rows.append(row)
@@ -156,8 +157,10 @@ def _difference_figure(
     if all(v is None for v in errors.values()):
         return None
     scale_note = (
-        "Difference maps in HU (red: brighter, blue: darker; colour scales shared across "
-        "methods, symmetric, set at the largest per-panel 99.9th percentile of |difference|). "
+        "Difference maps in HU (red: brighter, blue: darker). Each column has its own "
+        "symmetric colour scale, shared across methods and set at the largest 99.9th "
+        "percentile of |difference| in that column; its limits in HU are written on its "
+        "colour bar, so a small ε is not drawn blank on the scale of a large one. "
     )
     if not eps:
         png = diverging_grid(
@@ -176,19 +179,30 @@ def _difference_figure(
             ok = attacked is not None and cleans[m] is not None
             row.append(difference_hu(attacked, cleans[m]) if ok else None)
         rows.append(row)
+    groups = list(range(len(eps) + 1))
+    limits = diverging_limits(rows, groups)
     png = diverging_grid(
         rows,
         [_short(data, m) for m in methods],
         ["clean − ground truth"]
         + [lbl.replace("attacked, ", "attacked − clean, ") for lbl in _eps_labels(data)],
-        [0] + [1] * len(eps),
-        ["error of the clean reconstruction (HU)", "change caused by the attack (HU)"],
+        groups,
+        ["clean error, ±{limit} HU"]
+        + [f"change at ε = {eps_text(data, e)}, ±{{limit}} HU" for e in eps],
+    )
+    limit_text = "; ".join(
+        [f"clean error ±{limits[0]:g} HU"]
+        + [f"ε = {eps_text(data, e)}: ±{limits[k + 1]:g} HU" for k, e in enumerate(eps)]
     )
     caption = (
-        scale_note + "First column: the method's own error without attack; other columns: "
-        "what the worst-case perturbation changed in the image. " + attack_caption(data, t)
+        scale_note + f"Colour limits: {limit_text}. First column: the method's own error "
+        "without attack; other columns: what the worst-case perturbation changed in the image. "
+        + attack_caption(data, t)
     )
-    return figure(png, caption, "difference maps in HU")
+    marked = (
+        f'<figure class="diffmap" data-limits-hu="{",".join(f"{v:g}" for v in limits.values())}">'
+    )
+    return Markup(figure(png, caption, "difference maps in HU").replace("<figure>", marked, 1))
 
 
 def _delta_figure(data: RunData, methods: list[str], t: int) -> Markup | None:
@@ -234,7 +248,7 @@ def slice_section(data: RunData, names: Pseudonyms, shown: dict[int, str]) -> Se
         if gt is None:
             continue
         meta: dict[str, Any] = data.test_meta(t)
-        title = f"Test slice {t + 1}: {names.slice_label(data.test_label(t))}"
+        title = f"Slice {names.slice_label(data.test_label(t))}"
         children.append((anchor, title))
         body.append(Markup('<div class="slice">'))
         body.append(heading(3, title, anchor))

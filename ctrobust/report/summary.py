@@ -111,6 +111,8 @@ def rho_table(data: RunData, method: str, m: MethodAttack) -> Markup:
                 fixed(1000 * rho / n, 1) if n else "–",
                 fixed(m.psnr[k], 2),
                 fixed(m.ssim[k], 3),
+                fixed(sum(m.iterations_per_slice[k]) / len(m.iterations_per_slice[k]), 0),
+                *(_certificate_cells(m, k) if m.certificate else []),
             ]
         )
     headers = [
@@ -123,8 +125,37 @@ def rho_table(data: RunData, method: str, m: MethodAttack) -> Markup:
         "worst case RMS error (HU)",
         "PSNR attacked (dB)",
         "SSIM attacked",
+        "PGA steps (mean)",
+        *(
+            ["exact worst case (upper bound)", "PGA / exact (lowest slice)"]
+            if m.certificate
+            else []
+        ),
     ]
-    return table(headers, rows, table_id=f"rho-{method}", caption=data.method_label(method))
+    caption = data.method_label(method)
+    if m.certificate:
+        caption += (
+            ": linear, so the exact worst case is certified (trust-region subproblem by Lanczos "
+            "on RᵀR; the bound is reached by a feasible δ to "
+            f"{fmt(_certificate_gap(m), 2)} relative)"
+        )
+    return table(headers, rows, table_id=f"rho-{method}", caption=caption)
+
+
+def _certificate_cells(m: MethodAttack, k: int) -> list[str]:
+    """The certified worst case and PGA's share of it (mean and lowest slice) at eps k."""
+    cert = m.certificate
+    return [
+        fmt(cert.upper[k]),
+        fixed(cert.pga_over_upper[k], 4),
+        fixed(cert.pga_over_upper_min[k], 4),
+    ]
+
+
+def _certificate_gap(m: MethodAttack) -> float:
+    """Largest relative gap between the certificate's upper bound and the attained value."""
+    cert = m.certificate
+    return max(up / low - 1 for up, low in zip(cert.upper, cert.attained, strict=True))
 
 
 def _glance(data: RunData, models: dict[str, MethodAttack]) -> Markup:
@@ -187,11 +218,15 @@ def _worst_slices(data: RunData, names: Pseudonyms, shown: dict[int, str], count
     rows = []
     for method in methods:
         per_slice = (test[method].psnr_per_slice if method in test else None) or []
-        low = sorted(range(len(per_slice)), key=lambda t: per_slice[t])[:count]
+        order = data.test_order()
+        low = sorted(range(len(per_slice)), key=lambda p: per_slice[p])[:count]
         low_text = Markup(
             "; ".join(
-                Markup(f"{_slice_ref(data, names, shown, t)} ({fixed(per_slice[t], 2)} dB)")
-                for t in low
+                Markup(
+                    f"{_slice_ref(data, names, shown, order.index(p) if p in order else p)} "
+                    f"({fixed(per_slice[p], 2)} dB)"
+                )
+                for p in low
             )
         )
         deltas = attack_models[method].delta_max_per_slice if method in attack_models else []
@@ -209,8 +244,9 @@ def _worst_slices(data: RunData, names: Pseudonyms, shown: dict[int, str], count
     if not rows:
         return Markup("")
     eps = attack_models and next(iter(attack_models.values())).eps
-    label, scale = eps_axis(attack) if eps else ("", 1.0)
-    eps_text = f" at the largest ε ({fmt(eps[-1] * scale, 3)}, {label})" if eps else ""
+    _, scale = eps_axis(attack) if eps else ("", 1.0)
+    unit = "% of ‖y‖₂" if scale == 100.0 else " (absolute)"
+    eps_text = f" at the largest ε = {fmt(eps[-1] * scale, 3)}{unit}" if eps else ""
     caption = (
         "Worst test slices: lowest clean PSNR over the whole test split, and largest "
         f"worst-case error Δmax = ‖f(y+δ) − x‖₂{eps_text} over the attacked slices."
@@ -222,9 +258,7 @@ def _worst_slices(data: RunData, names: Pseudonyms, shown: dict[int, str], count
 
 def _slice_ref(data: RunData, names: Pseudonyms, shown: dict[int, str], t: int) -> Markup:
     """A test slice's short name, linked to its section when the report shows it."""
-    meta = data.test_meta(t)
-    label = f"{meta['series']}:{meta['slice']}" if meta else data.test_label(t)
-    text = esc(names.slice_label(label))
+    text = esc(names.slice_label(data.test_label(t)))
     return Markup(f'<a href="#{shown[t]}">{text}</a>') if t in shown else Markup(text)
 
 

@@ -21,6 +21,7 @@ from dicom_io import (
     source_to_dict,
 )
 from pipelines.builders import deidentifier
+from pipelines.pacs_nodes import PULLED_FOLDER
 from pipelines.runner import RunContext
 
 #: A run needs a slice to train on and one to test on.
@@ -28,9 +29,12 @@ MIN_SLICES = 2
 
 
 def input_folder(ctx: RunContext) -> Path:
-    """The configured folder, or the embedded demo folder written on first use."""
+    """The configured folder, the one stage pacs_pull filled, or the embedded demo folder
+    written on first use."""
     if ctx.cfg.data.folder is not None:
         return ctx.cfg.data.folder
+    if ctx.cfg.data.pacs is not None:
+        return ctx.run_dir / PULLED_FOLDER
     from ctrobust.demo_data import write_demo_folder
 
     folder = ctx.run_dir / "demo_input"
@@ -45,7 +49,10 @@ def input_folder(ctx: RunContext) -> Path:
 
 
 def input_digest(cfg: RunConfig) -> str:
-    """Fingerprint of the configured folder's files (the demo folder is fixed by the code)."""
+    """Fingerprint of the configured folder's files (the demo folder is fixed by the code, a
+    pulled one by stage pacs_pull's fingerprint upstream)."""
+    if cfg.data.pacs is not None:
+        return "pulled by stage pacs_pull"
     if cfg.data.folder is None:
         return "embedded synthetic demo folder"
     return folder_digest(cfg.data.folder)
@@ -83,6 +90,9 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
                     "series": s.key,
                     "patient": patient,
                     "slice": index,
+                    "instance": s.instance_numbers[index] if s.instance_numbers else None,
+                    "z": round(float(s.positions[index][2]), 3),
+                    "description": s.series_description,
                 }
             )
     if len(slices) < MIN_SLICES:

@@ -24,6 +24,9 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
             series_key=s["series"],
             patient_key=s["patient"],
             slice_index=s["slice"],
+            instance_number=s.get("instance"),
+            z_mm=s.get("z"),
+            series_description=str(s.get("description", "")),
         )
         for s in raw
     ]
