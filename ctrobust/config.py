@@ -591,6 +591,58 @@ class LinearTheoryConfig(_Strict):
         return {**data, "runs": merged}
 
 
+class CSConditioningConfig(_Strict):
+    """Raj et al. Sec. 4.1-4.3: compressive sensing with a Gaussian and a DCT-submatrix A.
+
+    Every ``None`` takes the paper's value for ``size`` (ctrobust.cs.sizes,
+    docs/cs_conditioning.md).
+    """
+
+    size: Literal["small", "large"] = Field(
+        "small", description="small: 28 x 28 patches, m = 100; large: 64 x 64, m = 333"
+    )
+    dct_oversampling: PositiveInt = Field(4, description="the DCT is p x p with p = this times n")
+    dct_columns: Literal["first", "random"] = Field(
+        "first",
+        description="the DCT submatrix's n columns: the first n (ill-conditioned, the paper's "
+        "kappa) or n random ones (as well-conditioned as the Gaussian)",
+    )
+    demo_patients: Annotated[int, Field(ge=3, le=99, strict=True)] = Field(
+        5, description="synthetic patients written when data.folder is null"
+    )
+    slices_per_patient: PositiveInt | None = Field(None, description="evenly spaced; null = all")
+    grid: PositiveInt | None = Field(None, description="slices resampled to grid x grid first")
+    stride: PositiveInt | None = Field(None, description="patch step in pixels")
+    min_body_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.5, description="patches with less than this share of non-air pixels are dropped"
+    )
+    max_train: PositiveInt | None = Field(None, description="training patches kept (random)")
+    max_test: PositiveInt | None = Field(256, description="test patches attacked (random)")
+    epochs: PositiveInt = 10
+    batch_size: BatchSize = 128
+    lr: PositiveFloat = 1e-4
+    width: PositiveInt | None = Field(None, description="channels of f's layers")
+    g_width: PositiveInt = Field(256, description="hidden width of G's fully connected layers")
+    g_lr: PositiveFloat | None = Field(None, description="G's Adam learning rate; null = lr")
+    project: bool = Field(
+        True,
+        description="G's output projected onto the train_eps ball; false is the paper's "
+        "unconstrained G, which lam2 = -0.1 does not hold on the ball (docs/cs_conditioning.md)",
+    )
+    k_parts: PositiveInt = 4
+    g_steps: PositiveInt = 1
+    weight_decay: PositiveFloat = Field(1e-5, description="mu of the weight-decay scheme")
+    parseval_beta: PositiveFloat = 1e-5
+    lam1: PositiveFloat | None = None
+    lam2: Annotated[float, Field(lt=0)] | None = None
+    train_eps: PositiveFloat | None = None
+    eval_eps: list[NonNegativeFloat] | None = Field(None, min_length=1)
+    pga_iterations: PositiveInt = Field(40, description="the CT attack's default")
+    pga_step: PositiveFloat = 1.0
+    pga_momentum: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    shown: PositiveInt = Field(6, description="test patches in the qualitative rows")
+
+
 class RunConfig(_Strict):
     """A whole pipeline run."""
 
@@ -614,6 +666,11 @@ class RunConfig(_Strict):
         None,
         description="set for the Sec. 4.5 linear check (configs/linear_theory.yaml): "
         "the run is then the linear experiment instead of the CT pipeline",
+    )
+    cs_conditioning: CSConditioningConfig | None = Field(
+        None,
+        description="set for the Sec. 4.1-4.3 compressive-sensing study "
+        "(configs/cs_conditioning.yaml): the run is then that study instead of the CT pipeline",
     )
 
     @field_validator("reconstructors")
@@ -639,6 +696,12 @@ class RunConfig(_Strict):
         if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", device):
             raise ValueError(f"'{device}' is not a device ctrobust runs on ({DEVICES})")
         return device
+
+    @model_validator(mode="after")
+    def _one_experiment(self) -> RunConfig:
+        if self.linear_theory is not None and self.cs_conditioning is not None:
+            raise ValueError("set linear_theory or cs_conditioning, not both: each is a whole run")
+        return self
 
     @model_validator(mode="after")
     def _grid_fits_the_network(self) -> RunConfig:

@@ -370,6 +370,54 @@ class LinearResult(Result):
     trained: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
+# --- compressive-sensing conditioning study ----------------------------------------------
+
+
+class CSScheme(Result):
+    """One trained f of the CS study: rho-hat per eps of the grid, clean validation MSE."""
+
+    rho_hat: list[float]
+    rho_hat_stderr: list[float]
+    val_mse: float
+    train_seconds: float
+    last_epoch: dict[str, float]
+
+
+class CSMatrix(Result):
+    """One measurement matrix of the CS study: its spectrum, the four schemes and the gap."""
+
+    shape: list[int]
+    p: int | None
+    condition_number: float
+    sigma_max: float
+    sigma_min: float
+    singular_values: list[float]
+    y_norm_mean: float
+    schemes: dict[str, CSScheme]
+    gap: list[float]
+    gap_increase: float
+
+
+class CSConditioningResult(Result):
+    """Stage cs (Raj et al. Sec. 4.1-4.3): Gaussian against DCT-submatrix compressive sensing.
+
+    ``gap`` is, per eps, the best non-adversarial rho-hat minus the adversarial one
+    (docs/cs_conditioning.md).
+    """
+
+    size: str
+    patch: int
+    m: int
+    n: int
+    dct_columns: str
+    patients: dict[str, list[str]]
+    patches: dict[str, int]
+    settings: dict[str, Any]
+    eps: list[float]
+    matrices: dict[str, CSMatrix]
+    seconds: float
+
+
 # --- the whole file -------------------------------------------------------------------------
 
 
@@ -385,6 +433,7 @@ class Metrics(Result):
     export: ExportResult | None = None
     linear: LinearResult | None = None
     verdict: VerdictResult | None = None
+    cs_conditioning: CSConditioningResult | None = None
 
     def method_label(self, method: str) -> str:
         """The human name of a method id (the id itself when the run did not describe it)."""

@@ -130,7 +130,7 @@ def external_reconstructors(
 
 def check_external_reconstructors(cfg: RunConfig, device: torch.device) -> None:
     """Load and check every declared reconstructor once, before any stage runs."""
-    if cfg.reconstructors and cfg.linear_theory is None:
+    if cfg.reconstructors and cfg.linear_theory is None and cfg.cs_conditioning is None:
         external_reconstructors(cfg, measurement_operator(cfg, device), device)
 
 

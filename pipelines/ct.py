@@ -7,6 +7,7 @@ from pipelines.pacs_nodes import PULLED_FOLDER
 from pipelines.runner import Stage
 from pipelines.stages import (
     attack,
+    cs,
     evaluate,
     export,
     ingest,
@@ -44,9 +45,31 @@ def linear_stages() -> list[Stage]:
     return checked([Stage("linear", linear.run, config_keys=("linear_theory", "seed"))])
 
 
+def cs_stages() -> list[Stage]:
+    """Stages of ``ctrobust run`` for the compressive-sensing study (Raj et al. Sec. 4.1-4.3)."""
+    compute = Stage(
+        "cs",
+        cs.run,
+        config_keys=("cs_conditioning", "data.folder", "data.allow_lossy", "seed"),
+        inputs=ingest.input_digest,
+    )
+    report_stage = Stage(
+        "cs_report",
+        cs.report,
+        config_keys=("report", "name"),
+        depends_on=("cs",),
+        enabled=lambda cfg: cfg.report.enabled,
+        writes=("report",),
+    )
+    return checked([compute, report_stage])
+
+
 def stages_for(cfg: RunConfig) -> list[Stage]:
-    """The linear experiment when the config has a ``linear_theory`` section, else CT."""
-    return linear_stages() if cfg.linear_theory is not None else ct_stages()
+    """The linear experiment for a ``linear_theory`` section, the compressive-sensing study
+    for a ``cs_conditioning`` section, else CT."""
+    if cfg.linear_theory is not None:
+        return linear_stages()
+    return cs_stages() if cfg.cs_conditioning is not None else ct_stages()
 
 
 def ct_stages() -> list[Stage]:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ctrobust.results import AttackResult, CleanResult, LinearResult, Metrics
+from ctrobust.results import (
+    AttackResult,
+    CleanResult,
+    CSConditioningResult,
+    LinearResult,
+    Metrics,
+)
 from ctrobust.verdict import format_verdict_table
 
 
@@ -43,6 +49,22 @@ def _linear_table(linear: LinearResult) -> list[str]:
     return lines
 
 
+def _cs_table(cs: CSConditioningResult) -> list[str]:
+    lines = [f"Compressive sensing (Raj et al. 4.1-4.3), {cs.size}: rho-hat(eps), eps absolute"]
+    lines.append(
+        f"  {'matrix':<9} {'kappa':>6} {'scheme':<13} " + " ".join(f"{e:>8g}" for e in cs.eps)
+    )
+    for name, matrix in cs.matrices.items():
+        kappa = f"{matrix.condition_number:6.2f}"
+        for scheme, entry in matrix.schemes.items():
+            values = " ".join(f"{v:>8.3f}" for v in entry.rho_hat)
+            lines.append(f"  {name:<9} {kappa} {scheme:<13} {values}")
+            kappa = " " * 6
+        gap = " ".join(f"{g:>8.3f}" for g in matrix.gap)
+        lines.append(f"  {name:<9} {'':6} {'gap':<13} {gap}")
+    return lines
+
+
 def format_summary(metrics: dict[str, Any]) -> str:
     """The headline tables of a run, as printed at the end of ``ctrobust run``."""
     typed = Metrics.model_validate(metrics)
@@ -55,4 +77,6 @@ def format_summary(metrics: dict[str, Any]) -> str:
         lines += ["Per-series verdict", *format_verdict_table(typed.verdict).splitlines()]
     if typed.linear:
         lines += _linear_table(typed.linear)
+    if typed.cs_conditioning:
+        lines += _cs_table(typed.cs_conditioning)
     return "\n".join(lines)
