@@ -289,7 +289,7 @@ class ControlsConfig(_Strict):
 
     enabled: bool = True
     cgls_iter: PositiveInt = Field(
-        30, description="CGLS iterations of the unregularised least-squares positive control"
+        50, description="CGLS iterations of the unregularised least-squares positive control"
     )
     blur_mm: PositiveFloat = Field(
         4.0, description="Gaussian blur (sigma, mm) of the detail-erasing positive control"

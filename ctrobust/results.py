@@ -300,10 +300,10 @@ class ControlFigures(Result):
 
     label: str
     role: str
-    amplification: float | None
-    score_min: float | None
-    drop_db: float | None
     flagged: dict[str, bool | None]
+    amplification: float | None = None
+    score_min: float | None = None
+    drop_db: float | None = None
 
 
 class ControlsResult(Result):

@@ -344,7 +344,8 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     )
     fixed = [f.name for f in methods if f.fixed_geometry]  # e.g. a sinogram-input model
     t0 = time.perf_counter()
-    ctx.log.info("instability: %d details x %d methods", len(_detail_masks(ctx, 1.0)), len(methods))
+    n_details = len(cfg.details.symbols) + bool(cfg.details.text)
+    ctx.log.info("instability: %d details x %d methods", n_details, len(methods))
     with torch.no_grad():
         details, detail_images = _details(ctx, reconstructors, op, test, measure)
     step("details", t0)
