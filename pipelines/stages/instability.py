@@ -318,6 +318,13 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
             lam,
             sorted(cfg.tv_weights),
         )
+    if sirt_iter == cfg.sirt_iter_max:
+        ctx.log.warning(
+            "SIRT still improves after instability.sirt_iter_max = %d iterations: its "
+            "semi-convergence point lies beyond the search, so SIRT runs %d iterations",
+            sirt_iter,
+            sirt_iter,
+        )
     ctx.log.info("instability: TV weight %g, SIRT %d iterations", lam, sirt_iter)
     step("weights", t0)
 
