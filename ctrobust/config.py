@@ -292,7 +292,7 @@ class ControlsConfig(_Strict):
         50, description="CGLS iterations of the unregularised least-squares positive control"
     )
     blur_mm: PositiveFloat = Field(
-        4.0, description="Gaussian blur (sigma, mm) of the detail-erasing positive control"
+        8.0, description="Gaussian blur (sigma, mm) of the detail-erasing positive control"
     )
     pga_iter: PositiveInt = Field(10, description="PGA iterations of the amplification test")
     amplification_factor: PositiveFloat = Field(
