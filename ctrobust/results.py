@@ -301,6 +301,7 @@ class ControlFigures(Result):
     label: str
     role: str
     flagged: dict[str, bool | None]
+    expected: dict[str, bool] = {}
     amplification: float | None = None
     score_min: float | None = None
     drop_db: float | None = None

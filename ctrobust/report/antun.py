@@ -273,11 +273,11 @@ def _tv_attack(inst: InstabilityResult) -> Markup | None:
     )
 
 
-def _verdict(flag: bool | None, role: str) -> str:
+def _verdict(flag: bool | None, expected: bool | None) -> str:
+    """The verdict, and whether it is the one a control is there to produce."""
     if flag is None:
         return "not run"
     word = "flagged" if flag else "passes"
-    expected = {"positive control": True, "negative control": False}.get(role)
     if expected is None:
         return word
     return f"{word} ({'as expected' if flag == expected else 'NOT as expected'})"
@@ -292,11 +292,11 @@ def _controls(data: RunData, inst: InstabilityResult) -> Markup | None:
             data.method_label(name),
             m.role,
             "—" if m.amplification is None else fmt(m.amplification, 3),
-            _verdict(m.flagged["tiny_perturbation"], m.role),
+            _verdict(m.flagged["tiny_perturbation"], m.expected.get("tiny_perturbation")),
             "—" if m.score_min is None else fmt(m.score_min, 3),
-            _verdict(m.flagged["structural_change"], m.role),
+            _verdict(m.flagged["structural_change"], m.expected.get("structural_change")),
             "—" if m.drop_db is None else fixed(m.drop_db, 2),
-            _verdict(m.flagged["more_samples"], m.role),
+            _verdict(m.flagged["more_samples"], m.expected.get("more_samples")),
         ]
         for name, m in ctl.methods.items()
     ]

@@ -190,7 +190,7 @@ def _controls(
     ctx: RunContext,
     op: ParallelBeam2D,
     methods: dict[str, Reconstructor],
-    controls: dict[str, str],
+    controls: dict[str, tuple[str, dict[str, bool]]],
     details: dict[str, Any],
     sweep: dict[str, Any],
     test: SimulatedSlices,
@@ -223,7 +223,8 @@ def _controls(
         methods={
             name: ControlFigures(
                 label=methods[name].label,
-                role=controls.get(name, "under test"),
+                role=controls.get(name, ("under test", {}))[0],
+                expected=controls.get(name, ("", {}))[1],
                 flagged=flags[name],
                 **figures[name],
             )
@@ -331,16 +332,20 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     tv = TV(op, lam, n_iter=cfg.tv_iter, tol=cfg.tv_tol)
     methods = reconstructors_under_test(ctx, op)
     methods[1:1] = [tv, SIRT(op, n_iter=sirt_iter, tol=0.0)]
-    roles: dict[str, str] = {}
+    roles: dict[str, tuple[str, dict[str, bool]]] = {}
     if cfg.controls.enabled:
         blur_px = cfg.controls.blur_mm / float(test.pixel_mm[0])
+        stable = {"tiny_perturbation": False, "structural_change": False, "more_samples": False}
         controls = [
-            (CGLSControl(op, n_iter=cfg.controls.cgls_iter), "positive control"),
-            (BlurredFBPControl(op, sigma_px=blur_px), "positive control"),
-            (HannFBPControl(op), "negative control"),
+            (CGLSControl(op, n_iter=cfg.controls.cgls_iter), {"tiny_perturbation": True}),
+            (BlurredFBPControl(op, sigma_px=blur_px), {"structural_change": True}),
+            (HannFBPControl(op), stable),
         ]
         methods += [f for f, _ in controls]
-        roles = {f.name: role for f, role in controls}
+        roles = {
+            f.name: ("positive control" if any(e.values()) else "negative control", e)
+            for f, e in controls
+        }
     reconstructors = {f.name: f for f in methods}
     measure = NoisyMeasurement(
         test.x_true.to(ctx.device),
