@@ -317,7 +317,8 @@ class InstabilityConfig(_Strict):
         default_factory=lambda: [1.0, 3.0, 10.0, 30.0],
         description="TV weights tried on training slices against the source image (objective "
         "1/2 ||Ax - y||^2 + lam TV(x), y in pixel-unit line integrals), the same at every view "
-        "count (the per-bin noise variance does not depend on it)",
+        "count (the per-bin noise variance does not depend on it); with physics.i0 set they "
+        "are beta = lam / sigma^2, sigma^2 each slice's mean per-entry noise variance",
     )
     tv_iter: PositiveInt = Field(1000, description="TV iteration cap")
     tv_tol: PositiveFloat = Field(

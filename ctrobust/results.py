@@ -237,6 +237,7 @@ class TVChoice(Result):
     at_edge_of_grid: bool
     stopping: str
     view_rule: str
+    test_weights: list[float]
 
 
 class SIRTChoice(Result):

@@ -274,7 +274,7 @@ def test_a_reconstructor_rebuilt_for_more_views_keeps_its_identity_and_geometry(
     tv = TV(op, 0.5, n_iter=10, tol=0.0)
     more = tv.for_operator(ParallelBeam2D(32, 64))
     assert (more.name, more.geometry.views) == ("tv", 64)
-    assert more.lam == tv.lam  # per-entry noise variance, hence the MAP weight, is V-free
+    assert torch.equal(more.lam, tv.lam)  # per-entry noise variance, so the MAP weight, is V-free
     assert FBP(op).for_operator(ParallelBeam2D(32, 64)).name == "fbp16"
     with pytest.raises(ValueError, match="only at its own geometry"):
         _Degrading.__mro__[1].for_operator(_Degrading(op), op)

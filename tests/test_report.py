@@ -292,6 +292,7 @@ def make_run_folder(root: Path, n: int = 32, views: int = 24, eps: tuple[float, 
                 "at_edge_of_grid": False,
                 "stopping": "relative primal-dual gap < 0.01",
                 "view_rule": "the same weight at every view count",
+                "test_weights": [0.003],
             },
             "sirt": {"iterations": 3, "psnr_by_iteration": [20.0, 22.0, 21.0], "chosen_on": "t"},
             "controls": {

@@ -95,7 +95,7 @@ def test_tv_keeps_its_weight_at_every_view_count_and_improves_with_views_against
     for views in (12, 24, 48):
         op = ParallelBeam2D(n, views)
         other = tv.for_operator(op)
-        assert other.lam == tv.lam
+        assert torch.equal(other.lam, tv.lam)
         gen = torch.Generator().manual_seed(views)
         y = add_poisson_noise(op.A(x), 1e4, 8.0, gen)
         with torch.no_grad():
@@ -110,3 +110,34 @@ def test_tv_with_gap_stop_is_differentiable():
     x.pow(2).sum().backward()
     assert y.grad is not None and bool(torch.isfinite(y.grad).all())
     assert float(y.grad.abs().sum()) > 0
+
+
+def test_noise_variance_matches_the_poisson_draws_and_does_not_depend_on_the_views():
+    from ctrobust.instability.tv_weight import noise_variance
+
+    x = shepp_logan_head(32)
+    pixel = torch.tensor([8.0])
+    var = {}
+    for views in (24, 72):
+        op = ParallelBeam2D(32, views)
+        clean = op.A(x)
+        gen = torch.Generator().manual_seed(views)
+        draws = torch.stack([add_poisson_noise(clean, 1e4, 8.0, gen) for _ in range(200)])
+        empirical = float((draws - clean).pow(2).mean())
+        var[views] = float(noise_variance(clean, pixel, 1e4, 0.01937)[0])
+        assert abs(var[views] - empirical) < 0.05 * empirical, (var[views], empirical)
+    assert abs(var[24] - var[72]) < 0.05 * var[72], var
+
+
+def test_tv_tiles_per_slice_weights_over_a_batch_of_copies():
+    op = ParallelBeam2D(16, 12)
+    x = torch.cat([shepp_logan_head(16), shepp_logan_head(16).flip(-1)])
+    y = op.A(x)
+    tv = TV(op, torch.tensor([0.2, 5.0]), n_iter=30, tol=0)
+    assert torch.equal(tv.weights_for(y.repeat(3, 1, 1, 1)), torch.tensor([0.2, 5.0] * 3))
+    with torch.no_grad():
+        both = tv(y.repeat(2, 1, 1, 1))
+        second = TV(op, 5.0, n_iter=30, tol=0)(y[1:])
+    assert torch.allclose(both[3:], second, atol=1e-5)
+    with pytest.raises(ValueError, match="not a multiple"):
+        tv.weights_for(y[:1])

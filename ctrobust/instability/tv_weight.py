@@ -9,10 +9,31 @@ from collections.abc import Sequence
 import torch
 
 from ctrobust.metrics import DATA_RANGE_NOTE, psnr_per_slice
+from ctrobust.physics.units import expected_noise_std
 
 from .opnorm import operator_norm
 from .sirt import sirt_weights
 from .tv import tv_reconstruct
+
+
+def noise_variance(
+    y: torch.Tensor, pixel_mm: torch.Tensor, i0: float, mu_water_per_mm: float
+) -> torch.Tensor:
+    """Mean per-entry variance of each measured sinogram (B,), by the delta method of the
+    Poisson model (``expected_noise_std``), read off the sinogram itself.
+
+    It does not depend on the view count (every bin of every view gets ``i0`` photons) but on
+    the patient: a larger or denser body lets fewer photons through. The MAP weight of
+    1/2 ||A x - y||^2 + lam TV(x) is lam = sigma^2 beta, so lam = beta * noise_variance(y)
+    follows the noise model per slice and at every view count.
+    """
+    std = torch.stack(
+        [
+            expected_noise_std(y[i : i + 1], i0, float(px), mu_water_per_mm)
+            for i, px in enumerate(pixel_mm)
+        ]
+    )
+    return std.pow(2).flatten(1).mean(dim=1)
 
 
 def choose_tv_weight(
@@ -22,10 +43,12 @@ def choose_tv_weight(
     candidates: Sequence[float],
     n_iter_max: int = 1000,
     tol: float = 1e-2,
+    scale: torch.Tensor | None = None,
     **tv_kwargs,
 ) -> tuple[float, list[dict[str, object]]]:
     """Pick the TV weight with the best mean PSNR of ``tv_reconstruct(op, y_train, lam)``
-    against ``x_train``.
+    against ``x_train``; with ``scale`` (B,), slice i gets ``lam * scale[i]`` (e.g. its
+    :func:`noise_variance`) and the candidates are weights per unit of scale.
 
     Every candidate runs in one batch (one weight per sample), so the operator makes one pass
     per iteration for all of them; each sample stops on its own gap, so the result is what it
@@ -43,6 +66,8 @@ def choose_tv_weight(
     lams = sorted(float(c) for c in candidates)
     b = y_train.shape[0]
     lam_b = torch.tensor(lams, dtype=y_train.dtype, device=y_train.device).repeat_interleave(b)
+    if scale is not None:
+        lam_b = lam_b * scale.to(lam_b).repeat(len(lams))
     y_all = y_train.repeat(len(lams), 1, 1, 1)
     with torch.no_grad():
         x, info = tv_reconstruct(op, y_all, lam_b, n_iter_max=n_iter_max, tol=tol, **tv_kwargs)

@@ -47,26 +47,52 @@ class TV(Reconstructor):
     lam = sigma^2 * beta of 1/2 ||A x - y||^2 + lam TV(x) (Gaussian likelihood of variance
     sigma^2 per entry, prior exp(-beta TV)) does not either. More views then add data against
     a fixed prior, so TV's bias shrinks as views are added (docs/instability.md).
+
+    ``lam`` may be one weight per slice, (B,) (sigma^2 differs between patients,
+    :func:`ctrobust.instability.tv_weight.noise_variance`): a batch of k copies of those B
+    slices (details, attacked points) gets the weights tiled k times.
     """
 
     def __init__(
-        self, operator, lam: float, *, n_iter: int, tol: float, x_max: float = DEFAULT_X_MAX
+        self,
+        operator,
+        lam: float | Tensor,
+        *,
+        n_iter: int,
+        tol: float,
+        x_max: float = DEFAULT_X_MAX,
     ) -> None:
-        self.lam, self.n_iter, self.tol, self.x_max = float(lam), n_iter, tol, x_max
+        self.lam = torch.as_tensor(lam, dtype=torch.float64).reshape(-1)
+        self.n_iter, self.tol, self.x_max = n_iter, tol, x_max
+        weights = ", ".join(f"{v:.3g}" for v in self.lam.tolist())
         super().__init__(
             MethodId(MethodKind.TV, "tv"),
             "TV",
             operator,
             Provenance(
-                f"TV-regularised least squares, weight {lam:g} at every view count, stopped at "
-                f"relative primal-dual gap {tol:g} (at most {n_iter} primal-dual iterations)"
+                f"TV-regularised least squares, weight {weights} at every view count, stopped "
+                f"at relative primal-dual gap {tol:g} (at most {n_iter} primal-dual iterations)"
             ),
         )
+
+    def weights_for(self, y: Tensor) -> Tensor:
+        """The weight of every sample of ``y``: the per-slice weights tiled over the batch."""
+        if y.shape[0] % self.lam.numel():
+            raise ValueError(
+                f"a batch of {y.shape[0]} sinograms is not a multiple of TV's "
+                f"{self.lam.numel()} per-slice weights"
+            )
+        return self.lam.to(y).repeat(y.shape[0] // self.lam.numel())
 
     def reconstruct(self, y: Tensor) -> tuple[Tensor, TVInfo]:
         """The reconstruction and its convergence record."""
         return tv_reconstruct(
-            self.operator, y, self.lam, n_iter_max=self.n_iter, tol=self.tol, x_max=self.x_max
+            self.operator,
+            y,
+            self.weights_for(y),
+            n_iter_max=self.n_iter,
+            tol=self.tol,
+            x_max=self.x_max,
         )
 
     def forward(self, y: Tensor) -> Tensor:

@@ -245,7 +245,9 @@ def _references(inst: InstabilityResult) -> Markup:
             table_id="tv-weight",
             caption=f"Classical reference: total-variation (TV) reconstruction, weight chosen "
             f"on {tv.chosen_on} by PSNR. Stopping rule (the same for every TV in this report, "
-            f"the attacked one included): {tv.stopping}. View-count rule: {tv.view_rule}.{edge}",
+            f"the attacked one included): {tv.stopping}. View-count rule: {tv.view_rule}. "
+            f"Weights λ on the test slices: {', '.join(fmt(w, 3) for w in tv.test_weights)}."
+            f"{edge}",
         )
         + table(
             ["SIRT iterations", "Mean PSNR (dB) at that count", "PSNR after the last searched"],

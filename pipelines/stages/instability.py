@@ -38,7 +38,7 @@ from ctrobust.instability.controls import (
 )
 from ctrobust.instability.detail_score import DetailInsertion
 from ctrobust.instability.measurement import NoisyMeasurement
-from ctrobust.instability.tv_weight import choose_sirt_iterations
+from ctrobust.instability.tv_weight import choose_sirt_iterations, noise_variance
 from ctrobust.physics import ParallelBeam2D
 from ctrobust.reconstructors import FBP, SIRT, TV, Reconstructor
 from ctrobust.results import (
@@ -74,6 +74,18 @@ VIEW_RULE = (
     "the noise variance of one sinogram entry does not depend on the view count, nor does the "
     "MAP weight lam = sigma^2 beta"
 )
+PATIENT_RULE = (
+    "; per slice, lam = beta * sigma^2 with sigma^2 the slice's mean per-entry noise variance "
+    "(delta method on its measured sinogram): the candidates are beta"
+)
+
+
+def _noise_scale(ctx: RunContext, part: SimulatedSlices) -> torch.Tensor | None:
+    """Each slice's mean per-entry noise variance, or None without the noise model."""
+    phys = ctx.cfg.physics
+    if not phys.i0:
+        return None
+    return noise_variance(part.y.to(ctx.device), part.pixel_mm, phys.i0, phys.mu_water_per_mm)
 
 
 def _detail_masks(ctx: RunContext, pixel: float) -> dict[str, torch.Tensor]:
@@ -309,7 +321,10 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     ctx.log.info(
         "instability: weight search on %d training slices against the source image", len(train)
     )
-    lam, table = choose_tv_weight(op, y_train, x_src, cfg.tv_weights, cfg.tv_iter, cfg.tv_tol)
+    scale_train, scale_test = _noise_scale(ctx, train), _noise_scale(ctx, test)
+    lam, table = choose_tv_weight(
+        op, y_train, x_src, cfg.tv_weights, cfg.tv_iter, cfg.tv_tol, scale=scale_train
+    )
     sirt_iter, sirt_curve = choose_sirt_iterations(op, y_train, x_src, cfg.sirt_iter_max)
     at_edge = lam in (min(cfg.tv_weights), max(cfg.tv_weights))
     if at_edge:
@@ -326,10 +341,16 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
             sirt_iter,
             sirt_iter,
         )
-    ctx.log.info("instability: TV weight %g, SIRT %d iterations", lam, sirt_iter)
+    ctx.log.info(
+        "instability: TV weight %g%s, SIRT %d iterations",
+        lam,
+        "" if scale_test is None else " per unit noise variance",
+        sirt_iter,
+    )
     step("weights", t0)
 
-    tv = TV(op, lam, n_iter=cfg.tv_iter, tol=cfg.tv_tol)
+    tv_lam = lam if scale_test is None else lam * scale_test
+    tv = TV(op, tv_lam, n_iter=cfg.tv_iter, tol=cfg.tv_tol)
     methods = reconstructors_under_test(ctx, op)
     methods[1:1] = [tv, SIRT(op, n_iter=sirt_iter, tol=0.0)]
     roles: dict[str, tuple[str, dict[str, bool]]] = {}
@@ -388,7 +409,8 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
             at_edge_of_grid=at_edge,
             stopping=f"relative primal-dual gap (P - D) / P < {cfg.tv_tol:g}, at most "
             f"{cfg.tv_iter} iterations, box 0 <= x <= {tv.x_max:g}",
-            view_rule=VIEW_RULE,
+            view_rule=VIEW_RULE + ("" if scale_test is None else PATIENT_RULE),
+            test_weights=tv.lam.tolist(),
         ),
         sirt=SIRTChoice(
             iterations=sirt_iter,
