@@ -240,7 +240,14 @@ def _references(inst: InstabilityResult) -> Markup:
     curve = inst.sirt.psnr_by_iteration
     return Markup(
         table(
-            ["TV weight λ", "Mean PSNR (dB)", "Iterations", "Final gap", "Converged", ""],
+            [
+                "TV weight (β when noise-scaled)",
+                "Mean PSNR (dB)",
+                "Iterations",
+                "Final gap",
+                "Converged",
+                "",
+            ],
             rows,
             table_id="tv-weight",
             caption=f"Classical reference: total-variation (TV) reconstruction, weight chosen "
