@@ -418,6 +418,31 @@ class DetailsConfig(_Strict):
     contrast_hu: float = 100.0
 
 
+class ControlsConfig(_Strict):
+    """Reconstructors known to be unstable (positive) or stable (negative), run through Antun's
+    tests next to the networks so the tests show they can tell (docs/instability.md)."""
+
+    enabled: bool = True
+    cgls_iter: PositiveInt = Field(
+        50, description="CGLS iterations of the unregularised least-squares positive control"
+    )
+    blur_mm: PositiveFloat = Field(
+        8.0, description="Gaussian blur (sigma, mm) of the detail-erasing positive control"
+    )
+    pga_iter: PositiveInt = Field(10, description="PGA iterations of the amplification test")
+    amplification_factor: PositiveFloat = Field(
+        2.0,
+        description="flag a method whose worst-case amplification exceeds this many times "
+        "that of ram-lak FBP (the unregularised analytic inverse) at the run's geometry",
+    )
+    score_min: PositiveFloat = Field(
+        0.5, description="flag a method whose lowest detail recovery score is below this"
+    )
+    drop_max_db: PositiveFloat = Field(
+        0.5, description="flag a method that loses more PSNR than this as views are added"
+    )
+
+
 class InstabilityConfig(_Strict):
     """Structural changes, more views, and the classical stable reference."""
 
@@ -425,16 +450,26 @@ class InstabilityConfig(_Strict):
     views: list[PositiveInt] = Field(default_factory=lambda: [50, 100, 143, 200, 300, 500, 1000])
     tv_weights: list[PositiveFloat] = Field(
         default_factory=lambda: [1.0, 3.0, 10.0, 30.0],
-        description="TV weights tried on training slices (objective 1/2 ||Ax - y||^2 + lam TV(x),"
-        " y in pixel-unit line integrals); 3 was best at 128 x 128, 143 views, I0 1e5",
+        description="TV weights tried on training slices against the source image (objective "
+        "1/2 ||Ax - y||^2 + lam TV(x), y in pixel-unit line integrals), the same at every view "
+        "count (the per-bin noise variance does not depend on it); with physics.i0 set they "
+        "are beta = lam / sigma^2, sigma^2 each slice's mean per-entry noise variance",
     )
-    tv_iter: PositiveInt = 200
-    tv_tol: PositiveFloat = 1e-4
-    attack_tv: bool = Field(True, description="attack TV through its unrolled iterations")
-    tv_unrolled_iter: PositiveInt = 50
+    tv_iter: PositiveInt = Field(1000, description="TV iteration cap")
+    tv_tol: PositiveFloat = Field(
+        1e-2, description="TV stops when its relative primal-dual gap (P - D) / P is below this"
+    )
+    sirt_iter_max: PositiveInt = Field(
+        300, description="SIRT iterations searched on training slices against the source image"
+    )
+    attack_tv: bool = Field(True, description="attack TV (the reported TV, gap stop included)")
+    tv_attack_iter: PositiveInt | None = Field(
+        None, description="PGA iterations of the TV attack; null: attack.n_iter"
+    )
     tv_attack_slices: PositiveInt = 1
     max_slices: PositiveInt = 2
     details: DetailsConfig = Field(default_factory=DetailsConfig)
+    controls: ControlsConfig = Field(default_factory=ControlsConfig)
 
 
 class DeidentifyConfig(_Strict):

@@ -258,17 +258,29 @@ class TVCandidate(Result):
     psnr_mean: float
     psnr: list[float]
     iterations: int
+    gap: float
     converged: bool
     data_range: str
 
 
 class TVChoice(Result):
-    """The TV weight chosen for the stable reference."""
+    """The TV weight chosen for the stable reference, and the TV that is reported."""
 
     lam: float
     candidates: list[TVCandidate]
     chosen_on: str
     at_edge_of_grid: bool
+    stopping: str
+    view_rule: str
+    test_weights: list[float]
+
+
+class SIRTChoice(Result):
+    """SIRT's iteration count, chosen at its semi-convergence point on training slices."""
+
+    iterations: int
+    psnr_by_iteration: list[float]
+    chosen_on: str
 
 
 class DetailScores(Result):
@@ -294,6 +306,9 @@ class MoreViewsMethod(Result):
     psnr: list[float]
     ssim: list[float]
     max_psnr_drop_db: float
+    psnr_source: list[float] | None = None
+    ssim_source: list[float] | None = None
+    max_psnr_drop_db_source: float | None = None
 
 
 class MoreViewsResult(Result):
@@ -305,23 +320,51 @@ class MoreViewsResult(Result):
 
 
 class TVAttack(Result):
-    """rho-hat of the unrolled TV with the attack stage's PGA."""
+    """rho-hat of the reported TV (gap stop included) under the attack stage's PGA."""
 
     eps: list[float]
     rho_hat: list[float]
     slices: int
-    unrolled_iterations: int
+    pga_iterations: int
+    tv_iterations: list[int]
+    center: str
+    note: str
+
+
+class ControlFigures(Result):
+    """One method's figure in each of Antun's tests and the verdict (True = flagged)."""
+
+    label: str
+    role: str
+    flagged: dict[str, bool | None]
+    expected: dict[str, bool] = {}
+    amplification: float | None = None
+    score_min: float | None = None
+    drop_db: float | None = None
+
+
+class ControlsResult(Result):
+    """Antun's three tests on the networks and on controls of known (in)stability."""
+
+    eps: float
+    fbp_amplification: float
+    thresholds: dict[str, float]
+    methods: dict[str, ControlFigures]
+    available: dict[str, str]
     note: str
 
 
 class InstabilityResult(Result):
-    """Stage instability: details, more views, the TV reference and its attack."""
+    """Stage instability: details, more views, the TV reference and its attack, controls."""
 
     slices: int
     tv: TVChoice
+    sirt: SIRTChoice
     details: DetailsResult
     more_views: MoreViewsResult
     tv_attack: TVAttack | None = None
+    controls: ControlsResult | None = None
+    seconds: dict[str, float]
 
 
 # --- export ---------------------------------------------------------------------------------

@@ -40,7 +40,6 @@ instability:
   views: [12, 24, 48]
   tv_weights: [1.0, 10.0]
   tv_iter: 30
-  tv_unrolled_iter: 5
   max_slices: 1
   details:
     symbols: [hearts]

@@ -26,7 +26,6 @@ from ctrobust.instability import (
     sirt_reconstruct,
     tv_reconstruct,
     unrolled_sirt,
-    unrolled_tv,
 )
 from ctrobust.metrics import psnr_per_slice
 from ctrobust.physics import ParallelBeam2D
@@ -81,9 +80,9 @@ def test_gradient_and_divergence_are_negative_adjoints(rng):
 def test_tv_decreases_objective_and_beats_fbp_at_50_views(op50):
     x = shepp_logan_head(64)
     y = noisy(op50.A(x), 0.01, seed=1)
-    rec, info = tv_reconstruct(op50, y, lam=1.0, n_iter_max=400, tol=1e-4)
+    rec, info = tv_reconstruct(op50, y, lam=1.0, n_iter_max=1000, tol=1e-2)
     history = info.objective[:, 0]
-    assert bool(info.converged.all()) and info.iterations < 400
+    assert bool(info.converged.all()) and info.iterations < 1000
     assert history[-1] < 0.9 * history[0]
     steps = history[1:] - history[:-1]
     assert bool((steps <= 1e-5 * history[:-1]).all()), "objective rose during the iterations"
@@ -123,13 +122,13 @@ def test_unrolled_sirt_is_linear_without_nonneg(op50):
     assert float((lhs - rhs).norm() / rhs.norm()) < 1e-5
 
 
-def test_unrolled_tv_matches_solver_iterate_and_is_differentiable():
+def test_tv_gradient_matches_finite_differences():
     op = ParallelBeam2D(16, 12, dtype=torch.float64)
     x = shepp_logan_head(16, torch.float64)
     y = noisy(op.A(x), 0.01, seed=3)
-    f = unrolled_tv(op, lam=0.5, n_iter=15)
-    solver, _ = tv_reconstruct(op, y, 0.5, n_iter_max=15, tol=0)
-    assert torch.allclose(f(y), solver, atol=1e-12)
+
+    def f(yy):
+        return tv_reconstruct(op, yy, 0.5, n_iter_max=15, tol=0)[0]
 
     gen = torch.Generator().manual_seed(4)
     weights = torch.randn(1, 1, 16, 16, generator=gen, dtype=torch.float64)
@@ -150,12 +149,12 @@ def test_choose_tv_weight_scores_on_the_training_split():
     x_train = torch.cat([shepp_logan_head(32), shepp_logan_head(32).flip(-1)])
     y_clean = op.A(x_train)
     candidates = [0.01, 0.3, 3.0]
-    lam_clean, table = choose_tv_weight(op, y_clean, x_train, candidates, n_iter_max=150)
-    lam_noisy, _ = choose_tv_weight(op, noisy(y_clean, 0.03, 5), x_train, candidates, 150)
+    lam_clean, table = choose_tv_weight(op, y_clean, x_train, candidates, n_iter_max=300)
+    lam_noisy, _ = choose_tv_weight(op, noisy(y_clean, 0.03, 5), x_train, candidates, 300)
     assert [row["lam"] for row in table] == candidates
     best = max(table, key=lambda row: row["psnr_mean"])
     assert best["lam"] == lam_clean
-    rec, _ = tv_reconstruct(op, y_clean, lam_clean, n_iter_max=150, tol=1e-4)
+    rec, _ = tv_reconstruct(op, y_clean, lam_clean, n_iter_max=300, tol=1e-2)
     assert abs(float(psnr_per_slice(rec, x_train).mean()) - best["psnr_mean"]) < 1e-4
     assert lam_noisy > lam_clean, "noisier training data must call for more regularisation"
 
@@ -189,11 +188,11 @@ def test_detail_score_is_one_for_a_perfect_method_and_zero_for_an_ignoring_one()
     ins = insert_detail(x, render_symbols(64, height=6), contrast_hu=200.0)
     y_with = op.A(ins.x)
 
-    def perfect(y):
-        return ins.x if torch.equal(y, y_with) else x
+    def perfect(y):  # per sample, as evaluate_detail batches with and without the detail
+        return torch.cat([ins.x if torch.equal(yi[None], y_with) else x for yi in y])
 
     def ignoring(y):
-        return x
+        return x.repeat(y.shape[0], 1, 1, 1)
 
     result = evaluate_detail({"perfect": perfect, "ignoring": ignoring}, op, x, ins)
     assert result["perfect"].score.item() == pytest.approx(1.0, abs=1e-6)
@@ -256,7 +255,7 @@ def test_more_views_improve_classical_methods_and_flag_a_degrading_one():
         "fbp": FBP(op),
         "net": net,
         "sirt": SIRT(op, n_iter=50, tol=0),
-        "tv": TV(op, 0.1, n_iter=100, tol=1e-4, scale_with_views=False),
+        "tv": TV(op, 0.1, n_iter=300, tol=1e-2),
         "degrading": _Degrading(op),
     }
     result = more_views_sweep(methods, x, views=(64, 16, 32))
@@ -275,7 +274,7 @@ def test_a_reconstructor_rebuilt_for_more_views_keeps_its_identity_and_geometry(
     tv = TV(op, 0.5, n_iter=10, tol=0.0)
     more = tv.for_operator(ParallelBeam2D(32, 64))
     assert (more.name, more.geometry.views) == ("tv", 64)
-    assert more.lam == pytest.approx(0.5 * 64 / 16)  # the data term sums over 4x the views
+    assert torch.equal(more.lam, tv.lam)  # per-entry noise variance, so the MAP weight, is V-free
     assert FBP(op).for_operator(ParallelBeam2D(32, 64)).name == "fbp16"
     with pytest.raises(ValueError, match="only at its own geometry"):
         _Degrading.__mro__[1].for_operator(_Degrading(op), op)

@@ -40,7 +40,11 @@ def test_run_writes_results_and_rerun_recomputes_nothing(tiny_config: Path, tmp_
     assert (out / "report" / "index.html").exists()
     instability = metrics["instability"]
     assert instability["more_views"]["views"] == [12, 24, 48]
-    assert set(instability["more_views"]["methods"]) == {"fbp24", "tv", "plain"}
+    controls = {"control_cgls", "control_blur", "control_fbp_hann"}
+    swept = {"fbp24", "tv", "sirt", "plain"} | controls
+    assert set(instability["more_views"]["methods"]) == swept
+    assert set(instability["controls"]["methods"]) == swept
+    assert len(instability["more_views"]["methods"]["tv"]["psnr_source"]) == 3
     assert instability["details"]["names"] == ["hearts"]
     assert instability["tv"]["chosen_on"].startswith("train")
     # a two-weight grid always picks an end of it: the run must say the grid may be too narrow

@@ -299,6 +299,7 @@ def make_run_folder(root: Path, n: int = 32, views: int = 24, eps: tuple[float, 
                         "psnr_mean": 30.0 + k,
                         "psnr": [30.0 + k],
                         "iterations": 50,
+                        "gap": 0.005,
                         "converged": True,
                         "data_range": "2000 HU",
                     }
@@ -306,7 +307,33 @@ def make_run_folder(root: Path, n: int = 32, views: int = 24, eps: tuple[float, 
                 ],
                 "chosen_on": "val split",
                 "at_edge_of_grid": False,
+                "stopping": "relative primal-dual gap < 0.01",
+                "view_rule": "the same weight at every view count",
+                "test_weights": [0.003],
             },
+            "sirt": {"iterations": 3, "psnr_by_iteration": [20.0, 22.0, 21.0], "chosen_on": "t"},
+            "controls": {
+                "eps": 0.005,
+                "fbp_amplification": 13.0,
+                "thresholds": {"amplification_max": 26.0, "score_min": 0.5, "drop_max_db": 0.5},
+                "methods": {
+                    "control_cgls": {
+                        "label": "CGLS (positive control)",
+                        "role": "positive control",
+                        "amplification": 60.0,
+                        "score_min": 0.9,
+                        "drop_db": 0.0,
+                        "flagged": {
+                            "tiny_perturbation": True,
+                            "structural_change": False,
+                            "more_samples": False,
+                        },
+                    }
+                },
+                "available": {"tiny_perturbation": "positive: CGLS"},
+                "note": "controls",
+            },
+            "seconds": {"weights": 1.0},
         },
         "export": {
             "series": {

@@ -17,7 +17,7 @@ from .finite_diff import divergence, gradient, total_variation
 from .more_views import DEFAULT_VIEWS, more_views_sweep
 from .phantom import shepp_logan_head
 from .sirt import SIRTInfo, UnrolledSIRT, sirt_reconstruct, sirt_weights, unrolled_sirt
-from .tv import TVInfo, UnrolledTV, default_step_ratio, tv_objective, tv_reconstruct, unrolled_tv
+from .tv import TVInfo, default_step_ratio, tv_objective, tv_reconstruct
 from .tv_weight import choose_tv_weight
 
 __all__ = [
@@ -28,7 +28,6 @@ __all__ = [
     "SIRTInfo",
     "TVInfo",
     "UnrolledSIRT",
-    "UnrolledTV",
     "auto_center",
     "box_correlation",
     "box_psnr",
@@ -51,6 +50,5 @@ __all__ = [
     "tv_objective",
     "tv_reconstruct",
     "unrolled_sirt",
-    "unrolled_tv",
     "total_variation",
 ]

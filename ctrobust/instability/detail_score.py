@@ -111,9 +111,10 @@ def evaluate_detail(
         y_without = measure(op, x)
         y_with = measure(op, insertion.x)
     out: dict[str, DetailResult] = {}
+    b = y_with.shape[0]
     for name, f in reconstructors.items():
-        with torch.no_grad():
-            rec_with, rec_without = f(y_with), f(y_without)
+        with torch.no_grad():  # one batch: one operator pass per iteration for both
+            rec_with, rec_without = f(torch.cat([y_with, y_without])).split(b)
         out[name] = DetailResult(
             score=recovery_score(rec_with, rec_without, insertion.detail),
             correlation=box_correlation(rec_with - rec_without, insertion.detail, insertion.boxes),

@@ -26,6 +26,18 @@ class NoisyMeasurement:
         self._noise: dict[int, Tensor] = {}
 
     def __call__(self, op, image: Tensor) -> Tensor:
+        """``A image`` plus the noise; a batch of k copies of the reference batch gets the
+        same noise for each copy (details stacked into one batch share the realisation)."""
+        noise = self.noise(op)
+        if image.shape[0] % noise.shape[0]:
+            raise ValueError(
+                f"a batch of {image.shape[0]} images is not a multiple of the "
+                f"{noise.shape[0]} reference images"
+            )
+        return op.A(image) + noise.repeat(image.shape[0] // noise.shape[0], 1, 1, 1)
+
+    def noise(self, op) -> Tensor:
+        """The fixed noise realisation at the operator's view count, (B, 1, V, D)."""
         if op.n_views not in self._noise:
             clean = op.A(self.x_ref)
             generator = torch.Generator(device=clean.device).manual_seed(self.seed + op.n_views)
@@ -36,4 +48,4 @@ class NoisyMeasurement:
                 ]
             )
             self._noise[op.n_views] = noisy - clean
-        return op.A(image) + self._noise[op.n_views]
+        return self._noise[op.n_views]

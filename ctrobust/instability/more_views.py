@@ -35,6 +35,7 @@ def more_views_sweep(
     reference: torch.Tensor | None = None,
     operator_factory: Callable[[int], object] | None = None,
     measure: Callable[[object, torch.Tensor], torch.Tensor] | None = None,
+    extra_reference: torch.Tensor | None = None,
 ) -> dict[str, object]:
     """Reconstruct ``x`` (B, 1, N, N) from V views for every V and method; score each.
 
@@ -47,6 +48,8 @@ def more_views_sweep(
             1000-view FBP ground truth of the pipeline.
         operator_factory: V -> operator; ``ParallelBeam2D(N, V)`` on x's device/dtype when None.
         measure: (op, image) -> sinogram; noise-free ``op.A`` when None.
+        extra_reference: a second reference (e.g. the source image beside the FBP ground
+            truth); its scores go to each method's ``"extra"`` with the same keys.
 
     Returns:
         {"views": [...], "data_range": ..., "methods": {name: {"psnr_mean": [...per V],
@@ -57,26 +60,33 @@ def more_views_sweep(
     factory = operator_factory or _default_factory(x)
     measure = measure or (lambda o, img: o.A(img))
     views = sorted(int(v) for v in views)
-    table = {name: {"psnr": [], "ssim": []} for name in reconstructors}
+    refs = {"main": reference} | ({} if extra_reference is None else {"extra": extra_reference})
+    table = {(ref, name): {"psnr": [], "ssim": []} for ref in refs for name in reconstructors}
     for v in views:
         op = factory(v)
         with torch.no_grad():
             y = measure(op, x)
             recs = {name: f.for_operator(op)(y) for name, f in reconstructors.items()}
-        for name, rec in recs.items():
-            table[name]["psnr"].append(psnr_per_slice(rec, reference).tolist())
-            table[name]["ssim"].append(ssim_per_slice(rec, reference).tolist())
-    methods = {}
-    for name, rows in table.items():
-        psnr_mean = [sum(p) / len(p) for p in rows["psnr"]]
-        methods[name] = {
-            "psnr_mean": psnr_mean,
-            "ssim_mean": [sum(s) / len(s) for s in rows["ssim"]],
-            "psnr": rows["psnr"],
-            "ssim": rows["ssim"],
-            "max_psnr_drop_db": _max_drop(psnr_mean),
-        }
+        for (ref, name), rows in table.items():
+            rows["psnr"].append(psnr_per_slice(recs[name], refs[ref]).tolist())
+            rows["ssim"].append(ssim_per_slice(recs[name], refs[ref]).tolist())
+    scores = {key: _summary(rows) for key, rows in table.items()}
+    methods = {name: scores["main", name] for name in reconstructors}
+    if extra_reference is not None:
+        for name in reconstructors:
+            methods[name]["extra"] = scores["extra", name]
     return {"views": views, "data_range": DATA_RANGE_NOTE, "methods": methods}
+
+
+def _summary(rows: dict[str, list]) -> dict[str, object]:
+    psnr_mean = [sum(p) / len(p) for p in rows["psnr"]]
+    return {
+        "psnr_mean": psnr_mean,
+        "ssim_mean": [sum(s) / len(s) for s in rows["ssim"]],
+        "psnr": rows["psnr"],
+        "ssim": rows["ssim"],
+        "max_psnr_drop_db": _max_drop(psnr_mean),
+    }
 
 
 def _max_drop(values: Sequence[float]) -> float:

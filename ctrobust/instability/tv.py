@@ -2,13 +2,29 @@
 
 Solves, per sample of a batch,
 
-    min_x  1/2 ||A x - y||^2 + lam * TV(x)   (+ indicator of x >= 0 when ``nonneg``)
+    min_x  1/2 ||A x - y||^2 + lam * TV(x)   subject to  lo <= x <= x_max
 
-with isotropic TV (forward differences, :mod:`.finite_diff`). The stacked operator is
-K = [A; s * grad] with s = ||A|| / sqrt(8): scaling the gradient block to the projector's
-norm is a diagonal preconditioning (Pock & Chambolle 2011) that keeps both blocks equally fast;
-the objective is unchanged because the TV term is written as (lam / s) ||s grad x||_{2,1}.
-Step sizes satisfy sigma * tau * ||K||^2 < 1 with ||K||^2 <= ||A||^2 + s^2 * 8 = 2 ||A||^2.
+with isotropic TV (forward differences, :mod:`.finite_diff`), lo = 0 (attenuation is
+non-negative) or -x_max without ``nonneg``. The upper bound x_max is far above any tissue
+(default 4 = +3000 HU) and inactive in practice (:attr:`TVInfo.box_active` says so); it bounds
+the primal domain, which makes the primal-dual gap finite (Chambolle & Pock 2011's partial gap),
+so the iteration stops on a certificate: gap >= objective - minimum.
+
+The stacked operator is K = [A; s * grad] with s = ||A|| / sqrt(8): scaling the gradient
+block to the projector's norm is a diagonal preconditioning (Pock & Chambolle 2011) that keeps
+both blocks equally fast; the objective is unchanged because the TV term is written as
+(lam / s) ||s grad x||_{2,1}. Step sizes satisfy sigma * tau * ||K||^2 < 1 with
+||K||^2 <= ||A||^2 + s^2 * 8 = 2 ||A||^2.
+
+Gap at (x, q, p), with |p_i| <= lam / s guaranteed by the dual projection and z = -K^T (q, p):
+
+    P(x) = 1/2 ||A x - y||^2 + lam TV(x)
+    D(q, p) = -1/2 ||q||^2 - <q, y> - sum_i max(lo z_i, x_max z_i)
+    P(x) - min >= 0 and P(x) - min <= P(x) - D(q, p) = gap.
+
+The solver is differentiable: under autograd the iterations it runs are recorded (the stopping
+index is chosen without gradients), so the gradient of y -> x is the exact gradient of the map
+that is reported, almost everywhere.
 """
 
 from __future__ import annotations
@@ -22,6 +38,9 @@ from .opnorm import operator_norm
 
 NORM_MARGIN = 1.02
 """Safety factor on the power-iteration norm estimate (which approaches ||A|| from below)."""
+
+DEFAULT_X_MAX = 4.0
+"""Upper bound of the primal box in relative attenuation (+3000 HU, above cortical bone)."""
 
 
 def default_step_ratio(n: int) -> float:
@@ -38,18 +57,23 @@ def default_step_ratio(n: int) -> float:
 class TVInfo:
     """Convergence record of :func:`tv_reconstruct`.
 
-    ``objective`` has shape (iterations + 1, B): row 0 is the objective at the start point.
-    ``rel_change`` is the last per-sample ||x_k+1 - x_k|| / ||x_k+1||; ``converged`` says
-    whether it fell below ``tol``.
+    ``objective`` has shape (iterations + 1, B): row 0 is the objective at the start point
+    (a sample stops changing once it has converged). ``gap`` is the final relative
+    primal-dual gap (P - D) / P per sample, ``converged`` whether it fell below ``tol``, and
+    ``sample_iterations`` how many iterations each sample ran. ``box_active`` says whether a
+    sample touches the upper bound x_max (then the bound, not only the data, shaped it).
     """
 
     iterations: int
+    sample_iterations: torch.Tensor
     converged: torch.Tensor
-    rel_change: torch.Tensor
+    gap: torch.Tensor
     objective: torch.Tensor
+    box_active: torch.Tensor
     tau: float
     sigma: float
     grad_scale: float
+    x_max: float
 
 
 def tv_objective(op, x: torch.Tensor, y: torch.Tensor, lam: torch.Tensor | float) -> torch.Tensor:
@@ -75,17 +99,32 @@ class _State:
     ax_bar: torch.Tensor
     q: torch.Tensor
     p: torch.Tensor
+    kt_w: torch.Tensor | None = None  # K^T (q, p) = A^T q - s div p of the current dual
+
+    def where(self, keep_old: torch.Tensor, old: _State) -> _State:
+        """This state, with the samples flagged in ``keep_old`` (B,) taken from ``old``."""
+        pick = {}
+        for name in ("x", "x_bar", "ax", "ax_bar", "q", "p", "kt_w"):
+            new_t, old_t = getattr(self, name), getattr(old, name)
+            if new_t is None or old_t is None:
+                pick[name] = new_t
+                continue
+            mask = keep_old.view(-1, *([1] * (new_t.dim() - 1)))
+            pick[name] = torch.where(mask, old_t, new_t)
+        return _State(**pick)
 
 
 class _PrimalDualTV:
-    """Chambolle-Pock iteration for the TV problem, shared by the solver and the unrolled map."""
+    """Chambolle-Pock iteration for the TV problem and its primal-dual gap."""
 
-    def __init__(self, op, nonneg: bool, step_ratio: float | None, norm: float | None):
+    def __init__(
+        self, op, nonneg: bool, step_ratio: float | None, norm: float | None, x_max: float
+    ):
         norm_a = NORM_MARGIN * (operator_norm(op) if norm is None else float(norm))
         norm_k = (2.0**0.5) * norm_a
         step_ratio = default_step_ratio(op.n) if step_ratio is None else step_ratio
         self.op = op
-        self.nonneg = nonneg
+        self.lo, self.hi = (0.0 if nonneg else -float(x_max)), float(x_max)
         self.grad_scale = norm_a / GRADIENT_NORM_BOUND
         self.tau = step_ratio / norm_k
         self.sigma = 1.0 / (step_ratio * norm_k)
@@ -97,7 +136,7 @@ class _PrimalDualTV:
         if x0 is None:
             x = torch.zeros(y.shape[0], 1, op.n, op.n, dtype=y.dtype, device=y.device)
         else:
-            x = x0.clamp_min(0.0) if self.nonneg else x0
+            x = x0.clamp(self.lo, self.hi)
         ax = op.A(x)
         p = torch.zeros(y.shape[0], 2, op.n, op.n, dtype=y.dtype, device=y.device)
         return _State(x, x, ax, ax, torch.zeros_like(y), p)
@@ -109,11 +148,22 @@ class _PrimalDualTV:
         radius_sq = (lam / s).pow(2).view(-1, 1, 1, 1)
         # clamp before sqrt: no infinite derivative of sqrt at p = 0 under autograd
         p = p / torch.clamp(p.pow(2).sum(dim=1, keepdim=True) / radius_sq, min=1.0).sqrt()
-        x = st.x - tau * (self.op.A_adjoint(q) - s * divergence(p))
-        if self.nonneg:
-            x = x.clamp_min(0.0)
+        kt_w = self.op.A_adjoint(q) - s * divergence(p)
+        x = (st.x - tau * kt_w).clamp(self.lo, self.hi)
         ax = self.op.A(x)
-        return _State(x, 2.0 * x - st.x, ax, 2.0 * ax - st.ax, q, p)
+        return _State(x, 2.0 * x - st.x, ax, 2.0 * ax - st.ax, q, p, kt_w)
+
+    def primal(self, st: _State, y: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        return _objective(st.ax, st.x, y, lam)
+
+    def relative_gap(self, st: _State, y: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        """(P(x) - D(q, p)) / P(x) per sample (see the module docstring)."""
+        primal = self.primal(st, y, lam)
+        z = -st.kt_w
+        support = torch.maximum(self.lo * z, self.hi * z).flatten(1).sum(dim=1)
+        dual = -0.5 * st.q.pow(2).flatten(1).sum(dim=1) - (st.q * y).flatten(1).sum(dim=1)
+        gap = primal - (dual - support)
+        return gap / primal.clamp_min(torch.finfo(y.dtype).tiny)
 
 
 def tv_reconstruct(
@@ -121,91 +171,63 @@ def tv_reconstruct(
     y: torch.Tensor,
     lam: torch.Tensor | float,
     n_iter_max: int = 1000,
-    tol: float = 1e-4,
+    tol: float = 1e-3,
     x0: torch.Tensor | None = None,
     nonneg: bool = True,
     step_ratio: float | None = None,
     norm: float | None = None,
+    x_max: float = DEFAULT_X_MAX,
 ) -> tuple[torch.Tensor, TVInfo]:
     """TV-regularised reconstruction of sinograms ``y`` (B, 1, V, D) -> images (B, 1, N, N).
 
     Args:
         op: projector with ``A``, ``A_adjoint`` and ``n`` (``norm()`` is used when present).
-        y: measured sinograms.
+        y: measured sinograms; with ``y.requires_grad`` and autograd on, the run is recorded
+            and the result is differentiable (memory grows with the iterations).
         lam: TV weight, a scalar or one per sample (B,).
         n_iter_max: iteration cap.
-        tol: stop when every sample's relative change ||x_k+1 - x_k|| / ||x_k+1|| < tol.
+        tol: a sample stops once its relative primal-dual gap (P - D) / P is below ``tol``
+            (then objective - minimum <= tol * objective); its iterate is frozen from there,
+            so a batch returns exactly what each slice would alone. 0 runs ``n_iter_max``.
         x0: start image; None means the operator's FBP (zeros if it has no ``fbp``). The warm
             start avoids the overshoot of the first iterations from zero (objective rises).
         nonneg: constrain x >= 0 (attenuation is non-negative).
         step_ratio: tau / sigma = step_ratio^2 (tau * sigma * ||K||^2 < 1 holds for any ratio);
             None: :func:`default_step_ratio`.
         norm: ||A|| if known (skips the power iteration).
+        x_max: upper bound of the primal box (makes the gap finite; see the module docstring).
 
     Returns:
-        The reconstruction and a :class:`TVInfo` with the per-sample objective history.
+        The reconstruction and a :class:`TVInfo`.
     """
-    pd = _PrimalDualTV(op, nonneg, step_ratio, norm)
+    pd = _PrimalDualTV(op, nonneg, step_ratio, norm, x_max)
+    lam_b = _per_sample(lam, y)
+    st = pd.start(y, x0)
     with torch.no_grad():
-        lam_b = _per_sample(lam, y)
-        st = pd.start(y, x0)
-        history = [_objective(st.ax, st.x, y, lam_b)]
-        rel = torch.full_like(lam_b, float("inf"))
-        k = 0
-        while k < n_iter_max and not bool((rel < tol).all()):
-            new = pd.step(st, y, lam_b)
-            diff = (new.x - st.x).flatten(1).norm(dim=1)
-            rel = diff / new.x.flatten(1).norm(dim=1).clamp_min(torch.finfo(y.dtype).tiny)
-            st = new
-            history.append(_objective(st.ax, st.x, y, lam_b))
-            k += 1
+        history = [pd.primal(st, y, lam_b)]
+    gap = torch.full_like(lam_b, float("inf")).detach()
+    done = torch.zeros_like(lam_b, dtype=torch.bool)
+    count = torch.zeros_like(lam_b, dtype=torch.long)
+    k = 0
+    while k < n_iter_max and not bool(done.all()):
+        new = pd.step(st, y, lam_b)
+        st = new.where(done, st) if bool(done.any()) else new
+        count += (~done).long()
+        with torch.no_grad():
+            gap = torch.where(done, gap, pd.relative_gap(st, y, lam_b))
+            history.append(pd.primal(st, y, lam_b))
+            done = done | (gap < tol) if tol > 0 else done
+        k += 1
     info = TVInfo(
         iterations=k,
-        converged=rel < tol,
-        rel_change=rel,
+        sample_iterations=count,
+        converged=(gap < tol) if tol > 0 else torch.zeros_like(done),
+        gap=gap,
         objective=torch.stack(history),
+        box_active=(st.x.detach().flatten(1).amax(dim=1) >= pd.hi),
         tau=pd.tau,
         sigma=pd.sigma,
         grad_scale=pd.grad_scale,
+        x_max=pd.hi,
     )
     return st.x, info
-
-
-class UnrolledTV(torch.nn.Module):
-    """Differentiable y -> x: a fixed number of Chambolle-Pock TV iterations from the FBP.
-
-    A cheaper proxy for the converged :func:`tv_reconstruct`, built for attacks: a PGA on the
-    sinogram back-propagates through every iteration (autograd through ``op.A``/``op.A_adjoint``,
-    the FBP start, the clamp and the dual projection, which are differentiable almost
-    everywhere), so worst-case figures of the network and of TV compare like with like. It
-    returns exactly the iterate of ``tv_reconstruct(op, y, lam, n_iter_max=n_iter, tol=0)``;
-    how close that is to the converged solution is measured in docs/instability.md.
-    Memory grows linearly with ``n_iter`` under autograd.
-    """
-
-    def __init__(
-        self,
-        op,
-        lam: float,
-        n_iter: int = 200,
-        nonneg: bool = True,
-        step_ratio: float | None = None,
-        norm: float | None = None,
-    ):
-        super().__init__()
-        self.op = op
-        self.lam = float(lam)
-        self.n_iter = int(n_iter)
-        self._pd = _PrimalDualTV(op, nonneg, step_ratio, norm)
-
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        lam_b = _per_sample(self.lam, y)
-        st = self._pd.start(y, None)
-        for _ in range(self.n_iter):
-            st = self._pd.step(st, y, lam_b)
-        return st.x
-
-
-def unrolled_tv(op, lam: float, n_iter: int = 200, nonneg: bool = True, **kwargs) -> UnrolledTV:
-    """Differentiable callable y -> x running ``n_iter`` unrolled TV iterations (see UnrolledTV)."""
-    return UnrolledTV(op, lam, n_iter=n_iter, nonneg=nonneg, **kwargs)

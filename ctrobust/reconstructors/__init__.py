@@ -5,7 +5,7 @@ the config and, for ONNX, onnx2torch.
 """
 
 from .base import Geometry, MethodId, MethodKind, Provenance, Reconstructor, sha256_of
-from .classical import FBP, SIRT, TV, UnrolledTV
+from .classical import FBP, SIRT, TV
 from .networks import NetworkOnFBP, trained_network
 
 __all__ = [
@@ -18,7 +18,6 @@ __all__ = [
     "NetworkOnFBP",
     "Provenance",
     "Reconstructor",
-    "UnrolledTV",
     "sha256_of",
     "trained_network",
 ]

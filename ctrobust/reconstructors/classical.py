@@ -1,4 +1,4 @@
-"""Classical reconstructors: FBP, converged TV, unrolled TV and SIRT, as :class:`Reconstructor`.
+"""Classical reconstructors as :class:`Reconstructor`: FBP, TV stopped on its primal-dual gap, SIRT.
 
 These are the stable references of Antun et al.'s test and the linear baseline of Raj et al.'s
 attack. Each keeps its own operator, so the same method can be rebuilt for another view count
@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ctrobust.instability.sirt import sirt_reconstruct
-from ctrobust.instability.tv import tv_reconstruct, unrolled_tv
+from ctrobust.instability.tv import DEFAULT_X_MAX, TVInfo, tv_reconstruct
 
 from .base import MethodId, MethodKind, Provenance, Reconstructor
 
@@ -35,74 +35,71 @@ class FBP(Reconstructor):
 
 
 class TV(Reconstructor):
-    """TV-regularised least squares (Chambolle-Pock), run to its stopping rule.
+    """TV-regularised least squares (Chambolle-Pock), run until its primal-dual gap certifies
+    the solution (relative gap below ``tol``) or ``n_iter`` iterations.
 
-    The weight is ``lam`` at ``reference_views`` views. The data term 1/2 ||A x - y||^2 sums
-    over views, so with ``scale_with_views`` the weight at V views becomes
-    lam V / reference_views, which keeps the balance between data term and regulariser that
-    was chosen at the reference view count; otherwise it stays ``lam`` at every view count.
-    The iteration stops on a relative-change rule, so gradients are not offered.
+    The same map is reported and attacked: it is differentiable, because autograd records the
+    iterations the gap rule runs (see :func:`ctrobust.instability.tv.tv_reconstruct`).
+
+    The weight ``lam`` is the same at every view count. That is what the noise model asks
+    for: each detector bin of each view receives ``i0`` photons (``add_poisson_noise``), so
+    the variance of one sinogram entry does not depend on V, and the MAP weight
+    lam = sigma^2 * beta of 1/2 ||A x - y||^2 + lam TV(x) (Gaussian likelihood of variance
+    sigma^2 per entry, prior exp(-beta TV)) does not either. More views then add data against
+    a fixed prior, so TV's bias shrinks as views are added (docs/instability.md).
+
+    ``lam`` may be one weight per slice, (B,) (sigma^2 differs between patients,
+    :func:`ctrobust.instability.tv_weight.noise_variance`): a batch of k copies of those B
+    slices (details, attacked points) gets the weights tiled k times.
     """
-
-    differentiable = False
 
     def __init__(
         self,
         operator,
-        lam: float,
+        lam: float | Tensor,
         *,
         n_iter: int,
         tol: float,
-        reference_views: int | None = None,
-        scale_with_views: bool = True,
+        x_max: float = DEFAULT_X_MAX,
     ) -> None:
-        self.reference_views = reference_views or operator.n_views
-        self.scale_with_views = scale_with_views
-        scale = operator.n_views / self.reference_views if scale_with_views else 1.0
-        self.lam = lam * scale
-        self.base_lam, self.n_iter, self.tol = lam, n_iter, tol
+        self.lam = torch.as_tensor(lam, dtype=torch.float64).reshape(-1)
+        self.n_iter, self.tol, self.x_max = n_iter, tol, x_max
+        weights = ", ".join(f"{v:.3g}" for v in self.lam.tolist())
         super().__init__(
             MethodId(MethodKind.TV, "tv"),
             "TV",
             operator,
             Provenance(
-                f"TV-regularised least squares, weight {lam:g} at {self.reference_views} views, "
-                f"at most {n_iter} primal-dual iterations, relative-change stop {tol:g}"
+                f"TV-regularised least squares, weight {weights} at every view count, stopped "
+                f"at relative primal-dual gap {tol:g} (at most {n_iter} primal-dual iterations)"
             ),
         )
 
+    def weights_for(self, y: Tensor) -> Tensor:
+        """The weight of every sample of ``y``: the per-slice weights tiled over the batch."""
+        if y.shape[0] % self.lam.numel():
+            raise ValueError(
+                f"a batch of {y.shape[0]} sinograms is not a multiple of TV's "
+                f"{self.lam.numel()} per-slice weights"
+            )
+        return self.lam.to(y).repeat(y.shape[0] // self.lam.numel())
+
+    def reconstruct(self, y: Tensor) -> tuple[Tensor, TVInfo]:
+        """The reconstruction and its convergence record."""
+        return tv_reconstruct(
+            self.operator,
+            y,
+            self.weights_for(y),
+            n_iter_max=self.n_iter,
+            tol=self.tol,
+            x_max=self.x_max,
+        )
+
     def forward(self, y: Tensor) -> Tensor:
-        with torch.no_grad():
-            return tv_reconstruct(self.operator, y, self.lam, n_iter_max=self.n_iter, tol=self.tol)[
-                0
-            ]
+        return self.reconstruct(y)[0]
 
     def for_operator(self, operator) -> TV:
-        return TV(
-            operator,
-            self.base_lam,
-            n_iter=self.n_iter,
-            tol=self.tol,
-            reference_views=self.reference_views,
-            scale_with_views=self.scale_with_views,
-        )
-
-
-class UnrolledTV(Reconstructor):
-    """A fixed number of TV primal-dual iterations, differentiable for attacks."""
-
-    def __init__(self, operator, lam: float, *, n_iter: int) -> None:
-        super().__init__(
-            MethodId(MethodKind.TV, "tv"),
-            f"TV, {n_iter} unrolled iterations",
-            operator,
-            Provenance(f"TV-regularised least squares, weight {lam:g}, {n_iter} iterations"),
-        )
-        self.iterations = unrolled_tv(operator, lam, n_iter=n_iter)
-        self.n_iter = n_iter
-
-    def forward(self, y: Tensor) -> Tensor:
-        return self.iterations(y)
+        return TV(operator, self.lam, n_iter=self.n_iter, tol=self.tol, x_max=self.x_max)
 
 
 class SIRT(Reconstructor):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ctrobust.results import ImageDomainResult, TVChoice
+from ctrobust.results import ImageDomainResult, InstabilityResult
 
 from .captions import psnr_note
 from .figures import CurvePanel, Row, colours, curves, mixed_grid, window_grid
@@ -129,15 +129,26 @@ def _more_views(data: RunData) -> Markup | None:
         f"{psnr_note(data)}"
     )
     rows = [[data.method_label(k)] + [fixed(p, 2) for p in v.psnr] for k, v in methods.items()]
-    return Markup(
-        figure(curves(panels), caption, "PSNR against number of views")
-        + table(
-            ["Method"] + [f"{v} views" for v in views],
-            rows,
-            table_id="more-views",
-            caption="PSNR (dB) against the number of views.",
-        )
+    parts = figure(curves(panels), caption, "PSNR against number of views") + table(
+        ["Method"] + [f"{v} views" for v in views],
+        rows,
+        table_id="more-views",
+        caption="PSNR (dB) against the number of views, reference: the FBP ground truth.",
     )
+    source = [
+        [data.method_label(k)] + [fixed(p, 2) for p in v.psnr_source]
+        for k, v in methods.items()
+        if v.psnr_source is not None
+    ]
+    if source:
+        parts += table(
+            ["Method"] + [f"{v} views" for v in views],
+            source,
+            table_id="more-views-source",
+            caption="PSNR (dB) against the number of views, reference: the source image the "
+            "simulation started from (the FBP ground truth is itself blurred at small n).",
+        )
+    return Markup(parts)
 
 
 def _details(data: RunData) -> Markup | None:
@@ -207,24 +218,116 @@ def _details_figure(data: RunData, images: dict[str, Any], what: str) -> Markup:
     )
 
 
-def _tv_choice(tv: TVChoice) -> Markup:
-    """How the TV weight was chosen: one row per candidate weight."""
+def _references(inst: InstabilityResult) -> Markup:
+    """How TV's weight and SIRT's iteration count were chosen, and which TV is reported."""
+    tv = inst.tv
     rows = [
-        [fmt(c.lam), fixed(c.psnr_mean, 2), fmt(c.iterations), "yes" if c.converged else "no"]
-        + ["chosen" if c.lam == tv.lam else ""]
+        [
+            fmt(c.lam),
+            fixed(c.psnr_mean, 2),
+            fmt(c.iterations),
+            fmt(c.gap, 2),
+            "yes" if c.converged else "no",
+            "chosen" if c.lam == tv.lam else "",
+        ]
         for c in tv.candidates
     ]
     edge = (
         " The chosen weight is at an end of the grid: a wider grid may find a better one."
-        if (tv.at_edge_of_grid)
+        if tv.at_edge_of_grid
         else ""
     )
+    curve = inst.sirt.psnr_by_iteration
+    return Markup(
+        table(
+            [
+                "TV weight (β when noise-scaled)",
+                "Mean PSNR (dB)",
+                "Iterations",
+                "Final gap",
+                "Converged",
+                "",
+            ],
+            rows,
+            table_id="tv-weight",
+            caption=f"Classical reference: total-variation (TV) reconstruction, weight chosen "
+            f"on {tv.chosen_on} by PSNR. Stopping rule (the same for every TV in this report, "
+            f"the attacked one included): {tv.stopping}. View-count rule: {tv.view_rule}. "
+            f"Weights λ on the test slices: {', '.join(fmt(w, 3) for w in tv.test_weights)}."
+            f"{edge}",
+        )
+        + table(
+            ["SIRT iterations", "Mean PSNR (dB) at that count", "PSNR after the last searched"],
+            [[fmt(inst.sirt.iterations), fixed(max(curve), 2), fixed(curve[-1], 2)]],
+            table_id="sirt-iterations",
+            caption=f"SIRT's iteration count: its semi-convergence point on "
+            f"{inst.sirt.chosen_on}, searched up to {len(curve)} iterations.",
+        )
+    )
+
+
+def _tv_attack(inst: InstabilityResult) -> Markup | None:
+    att = inst.tv_attack
+    if att is None:
+        return None
+    rows = [[fmt(e, 3), fixed(r, 3)] for e, r in zip(att.eps, att.rho_hat, strict=True)]
     return table(
-        ["TV weight λ", "Mean PSNR (dB)", "Iterations", "Converged", ""],
+        ["ε (relative to ‖y‖)", "ρ̂ = ‖TV(y + δ) − x‖₂"],
         rows,
-        table_id="tv-weight",
-        caption=f"Classical reference: total-variation (TV) reconstruction, weight chosen on "
-        f"{tv.chosen_on} by PSNR against the ground truth.{edge}",
+        table_id="tv-attack",
+        caption=f"Worst-case error of TV under the attack stage's PGA ({att.pga_iterations} "
+        f"iterations, ball centred on {att.center}, {att.slices} slice(s)); TV ran "
+        f"{min(att.tv_iterations)}-{max(att.tv_iterations)} primal-dual iterations at the "
+        f"attacked points. {att.note}.",
+    )
+
+
+def _verdict(flag: bool | None, expected: bool | None) -> str:
+    """The verdict, and whether it is the one a control is there to produce."""
+    if flag is None:
+        return "not run"
+    word = "flagged" if flag else "passes"
+    if expected is None:
+        return word
+    return f"{word} ({'as expected' if flag == expected else 'NOT as expected'})"
+
+
+def _controls(data: RunData, inst: InstabilityResult) -> Markup | None:
+    ctl = inst.controls
+    if ctl is None:
+        return None
+    rows = [
+        [
+            data.method_label(name),
+            m.role,
+            "—" if m.amplification is None else fmt(m.amplification, 3),
+            _verdict(m.flagged["tiny_perturbation"], m.expected.get("tiny_perturbation")),
+            "—" if m.score_min is None else fmt(m.score_min, 3),
+            _verdict(m.flagged["structural_change"], m.expected.get("structural_change")),
+            "—" if m.drop_db is None else fixed(m.drop_db, 2),
+            _verdict(m.flagged["more_samples"], m.expected.get("more_samples")),
+        ]
+        for name, m in ctl.methods.items()
+    ]
+    available = "; ".join(
+        f"{test.replace('_', ' ')}: {what}" for test, what in ctl.available.items()
+    )
+    return table(
+        [
+            "Method",
+            "Role",
+            "Amplification κ",
+            "Tiny perturbation",
+            "Lowest detail score",
+            "Structural change",
+            "PSNR drop (dB)",
+            "More samples",
+        ],
+        rows,
+        table_id="controls",
+        caption=f"Antun's three tests on the methods under test and on controls of known "
+        f"(in)stability, so a clean verdict can be told from a blind test. Controls available: "
+        f"{available}. {ctl.note}",
     )
 
 
@@ -247,8 +350,17 @@ def instability_section(data: RunData, names_of) -> Section | None:
         body.append(heading(3, "More views", "more-views-section"))
         children.append(("more-views-section", "More views"))
         body.append(more)
-    if data.metrics.instability is not None:
-        body.append(_tv_choice(data.metrics.instability.tv))
+    inst = data.metrics.instability
+    if inst is not None:
+        controls = _controls(data, inst)
+        if controls is not None:
+            body.append(heading(3, "Controls: can the tests tell?", "controls-section"))
+            children.append(("controls-section", "Controls"))
+            body.append(controls)
+        body.append(_references(inst))
+        attack = _tv_attack(inst)
+        if attack is not None:
+            body.append(attack)
     if not body:
         return None
     return Section(
