@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from ctrobust.config import load_config
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -32,7 +34,8 @@ def test_bench_attack_measures_the_configured_run(tiny_config):
     assert ok.returncode == 0, ok.stderr
     # the network, batch and PGA settings are the config's, overrides included
     assert "N=32, V=24" in ok.stdout and "batch 8" in ok.stdout
-    assert "UNet channels [4, 8]" in ok.stdout and "momentum 0.5" in ok.stdout
+    momentum = load_config(tiny_config).attack.momentum
+    assert "UNet channels [4, 8]" in ok.stdout and f"momentum {momentum}" in ok.stdout
     assert "ratio PGA / network:" in ok.stdout
     over = run_bench("bench_attack.py", *quick, "--set", "attack.batch_size=3", "--max-ratio", "0")
     assert over.returncode == 1, over.stderr

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 STAGES = ("ingest", "simulate", "train", "evaluate", "attack", "instability", "export", "report")
-TIMING_KEYS = ("seconds_per_slice", "resumed_from_epoch")
+TIMING_KEYS = ("seconds_per_slice", "seconds", "resumed_from_epoch")
 
 
 def _command(config: Path, out: Path) -> list[str]:

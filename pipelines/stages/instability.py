@@ -159,7 +159,10 @@ def _center(ctx: RunContext, part: SimulatedSlices) -> tuple[torch.Tensor, str]:
 def _attack_tv(ctx: RunContext, tv: TV, test: SimulatedSlices) -> dict[str, Any]:
     """rho-hat of the reported TV: every eps in one batch, the attack stage's PGA settings."""
     cfg, attack = ctx.cfg.instability, ctx.cfg.attack
-    test = test.subset(range(min(cfg.tv_attack_slices, len(test))))
+    rows = range(min(cfg.tv_attack_slices, len(test)))
+    test = test.subset(rows)
+    # the same TV restricted to the attacked slices' own weights (one per slice)
+    tv = TV(tv.operator, tv.lam[list(rows)], n_iter=tv.n_iter, tol=tv.tol, x_max=tv.x_max)
     y, center = _center(ctx, test)
     k = len(attack.eps)
     eps = torch.tensor(attack.eps, dtype=y.dtype, device=ctx.device).repeat_interleave(len(test))
