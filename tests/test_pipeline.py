@@ -139,3 +139,27 @@ def _keys(tree: object, prefix: str = "") -> set[str]:
     return {k for key, value in tree.items() for k in _keys(value, f"{prefix}/{key}")} - {
         "/training/plain/resumed_from_epoch"
     }
+
+
+@pytest.mark.slow
+def test_instability_attacks_fewer_tv_slices_than_it_tests_and_skips_eps_zero(
+    tiny_config: Path, tmp_path: Path
+) -> None:
+    # TV keeps one weight per tested slice; the attacked subset must carry its own weights,
+    # and the controls' amplification needs a budget that moves the input (eps > 0)
+    out = tmp_path / "run"
+    _run(
+        tiny_config,
+        out,
+        "attack.eps=[0.0, 0.05]",
+        "instability.max_slices=2",
+        "instability.tv_attack_slices=1",
+        "export.enabled=false",
+        "report.enabled=false",
+    )
+    instability = json.loads((out / "metrics.json").read_text())["instability"]
+    assert instability["slices"] == 2
+    assert instability["tv_attack"]["slices"] == 1
+    assert len(instability["tv_attack"]["rho_hat"]) == 2
+    assert instability["controls"]["eps"] == 0.05
+    assert instability["controls"]["fbp_amplification"] > 0
