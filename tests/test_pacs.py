@@ -21,6 +21,7 @@ import dicom_io.pacs.dimse as dimse
 from dicom_io.pacs import Node, push_files
 from dicom_io.pacs.pull import MANIFEST
 from pipelines.cli import main
+from tests.run_helpers import run_config
 
 if TYPE_CHECKING:
     from orthanc_fixture import Orthanc
@@ -115,14 +116,6 @@ def _check_in_orthanc(orthanc: Orthanc, files: list[Path], study_uid: str) -> No
             assert "ADVERSARIAL" in tags["SeriesDescription"]  # type: ignore[index]
 
 
-def _run(config: Path, out: Path, *overrides: str) -> dict:
-    args = ["run", str(config), "--out", str(out), "--quiet"]
-    for item in overrides:
-        args += ["--set", item]
-    assert main(args) == 0
-    return json.loads((out / "run.json").read_text())
-
-
 @pytest.mark.slow
 def test_dimse_find_pull_run_push(
     orthanc: Orthanc,
@@ -167,7 +160,7 @@ def test_dimse_find_pull_run_push(
     config.write_text(RUN_CONFIG)
     run_dir = tmp_path / "run"
     # same_study: the derived series join the source study (the default is a research study)
-    _run(config, run_dir, f"data.folder={pulled}", "export.same_study=true")
+    run_config(config, run_dir, f"data.folder={pulled}", "export.same_study=true")
     capsys.readouterr()
     assert main(["pacs", "push", str(run_dir), *_dimse_flags(orthanc)]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -201,7 +194,7 @@ def test_dicomweb_round_trip_as_config_stages_pushes_the_deidentified_export(
         f"export.pacs={{{node}, kinds: ['*attacked*', '*clean']}}",
         "export.deidentify.enabled=true",
     )
-    first = _run(config, run_dir, *settings)
+    first = run_config(config, run_dir, *settings)
     assert first["stages"]["pacs_pull"]["summary"]["instances"] == UPLOADED
     pushed = json.loads((run_dir / "cache" / "pacs_push" / "push.json").read_text())
     assert pushed["stored"] == len(pushed["instances"]) > 0
@@ -221,7 +214,7 @@ def test_dicomweb_round_trip_as_config_stages_pushes_the_deidentified_export(
             text = json.dumps({**json.loads(text), "config": None}).encode()
         assert not [i for i in identifiers if i.encode() in text], path
 
-    again = _run(config, run_dir, *settings)
+    again = run_config(config, run_dir, *settings)
     assert (
         again["stages"]["pacs_pull"]["status"] == again["stages"]["pacs_push"]["status"] == "cached"
     )

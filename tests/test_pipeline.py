@@ -12,22 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
+from tests.run_helpers import run_config
 
 pytestmark = pytest.mark.slow
 
 
-def _run(config: Path, out: Path, *overrides: str) -> dict:
-    args = ["run", str(config), "--out", str(out), "--quiet"]
-    for item in overrides:
-        args += ["--set", item]
-    assert main(args) == 0
-    return json.loads((out / "run.json").read_text())
-
-
 def test_run_writes_results_and_rerun_recomputes_nothing(tiny_config: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    first = _run(tiny_config, out)
+    first = run_config(tiny_config, out)
     assert {s["status"] for s in first["stages"].values()} <= {"done", "disabled"}
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["clean"]["test"]) == {"fbp24", "plain"}
@@ -65,17 +57,19 @@ def test_run_writes_results_and_rerun_recomputes_nothing(tiny_config: Path, tmp_
     assert metrics["training"]["plain"]["epochs"] == 2
     assert (out / "log.txt").read_text().count("stage train: running") == 1
 
-    second = _run(tiny_config, out)
+    second = run_config(tiny_config, out)
     ran = {name for name, s in second["stages"].items() if s["status"] == "done"}
     assert ran == set(), f"a re-run recomputed {ran}"
     assert json.loads((out / "metrics.json").read_text()) == metrics
 
-    third = _run(tiny_config, out, "train.epochs=3")
+    third = run_config(tiny_config, out, "train.epochs=3")
     status = {name: s["status"] for name, s in third["stages"].items()}
     assert status["ingest"] == status["simulate"] == "cached"
     assert status["train"] == status["evaluate"] == status["attack"] == "done"
 
-    fourth = _run(tiny_config, out, "train.epochs=3", "attack.n_iter=6", "attack.start=jacobian")
+    fourth = run_config(
+        tiny_config, out, "train.epochs=3", "attack.n_iter=6", "attack.start=jacobian"
+    )
     status = {name: s["status"] for name, s in fourth["stages"].items()}
     assert status["train"] == status["evaluate"] == "cached"
     assert status["attack"] == status["export"] == status["report"] == "done"
@@ -85,7 +79,7 @@ def test_run_writes_results_and_rerun_recomputes_nothing(tiny_config: Path, tmp_
         assert rho >= max(starts["rho_hat_cold"][k], starts["rho_hat_jacobian"][k]) - 1e-6
     assert models["fbp24"]["start_comparison"] is None  # FBP is certified instead
 
-    fifth = _run(
+    fifth = run_config(
         tiny_config,
         out,
         "train.epochs=3",
@@ -148,7 +142,7 @@ def test_instability_attacks_fewer_tv_slices_than_it_tests_and_skips_eps_zero(
     # TV keeps one weight per tested slice; the attacked subset must carry its own weights,
     # and the controls' amplification needs a budget that moves the input (eps > 0)
     out = tmp_path / "run"
-    _run(
+    run_config(
         tiny_config,
         out,
         "attack.eps=[0.0, 0.05]",
