@@ -6,19 +6,24 @@ second = S / wall time of the sharded attack, measured on rank 0 between two bar
 after a warm-up. Three layouts, side by side in one run:
 - 1 process x all threads, 2 processes x half the threads each (what a run uses);
 - 1 process x 1 thread against 2 processes x 1 thread: the distributed overhead alone,
-  with intra-op threading out of the comparison (ideal: 2x on 2 free cores).
+  with intra-op threading out of the comparison (ideal: 2x on 2 free cores);
+- the hardware ceiling of that comparison: 2 independent processes x 1 thread with no
+  distributed layer at all (plain multiprocessing, one barrier before the clock starts),
+  each attacking its half. What these reach over 1 x 1 is what the cores and their shared
+  memory bandwidth allow; ignite/gloo's own cost is the gap between this row and the one above.
 
 Memory per slice: peak resident memory (CPU) or peak allocated memory (CUDA) of one
 PGA iteration at batch 1 and batch 4, each in a fresh process; (peak4 - peak1) / 3 is
 what one more slice costs (the operator's matrices and the weights are shared).
 
-    .venv/bin/python benchmarks/bench_scaling.py [--n 128] [--slices 8] [--iters 10]
+    .venv/bin/python benchmarks/bench_scaling.py [--n 128] [--slices 16] [--iters 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -63,6 +68,39 @@ def _throughput_worker(local_rank: int, args: argparse.Namespace, threads: int, 
     if idist.get_rank() == 0:
         with open(out, "w") as handle:
             json.dump({"seconds": seconds}, handle)
+
+
+def _independent_worker(rank: int, args: argparse.Namespace, barrier, seconds) -> None:
+    """One of 2 processes that share nothing but a start barrier: half the slices, 1 thread."""
+    tune_cpu_runtime()
+    torch.set_num_threads(1)
+    f = _model(args.n, args.views, torch.device("cpu"))
+    y, x = _data(f, args.slices, torch.device("cpu"))
+    rows = list(range(rank, args.slices, 2))
+    measurement_pga(f, y[rows[:1]], x[rows[:1]], 0.01, relative=True, n_iter=1)  # warm-up
+    barrier.wait()
+    start = time.perf_counter()
+    for i in range(0, len(rows), args.batch):
+        chunk = rows[i : i + args.batch]
+        measurement_pga(f, y[chunk], x[chunk], 0.01, relative=True, n_iter=args.iters)
+    seconds[rank] = time.perf_counter() - start
+
+
+def independent_throughput(args: argparse.Namespace) -> float:
+    """Slices per second of 2 independent 1-thread processes: all slices / the slower one."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, seconds = ctx.Barrier(2), ctx.Array("d", 2)
+    workers = [
+        ctx.Process(target=_independent_worker, args=(rank, args, barrier, seconds))
+        for rank in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+        if worker.exitcode != 0:
+            raise RuntimeError(f"independent worker exited with {worker.exitcode}")
+    return args.slices / max(seconds)
 
 
 def throughput(args: argparse.Namespace, nproc: int, threads: int | None = None) -> float:
@@ -130,7 +168,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=128, help="image size for the throughput test")
     parser.add_argument("--views", type=int, default=143)
-    parser.add_argument("--slices", type=int, default=8)
+    parser.add_argument("--slices", type=int, default=16)
     parser.add_argument("--batch", type=int, default=4, help="slices per PGA batch and process")
     parser.add_argument("--iters", type=int, default=10, help="PGA iterations per slice")
     parser.add_argument("--memory-sizes", type=int, nargs="*", default=[256, 512])
@@ -155,6 +193,12 @@ def main() -> None:
     print(
         f"  2 processes x 1 thread: {double_thread:.3f} slices/s  "
         f"(speed-up {double_thread / single_thread:.2f}x: the distributed overhead alone)"
+    )
+    ceiling = independent_throughput(args)
+    print(
+        f"  2 independent processes x 1 thread, no distributed layer: {ceiling:.3f} slices/s  "
+        f"(speed-up {ceiling / single_thread:.2f}x: what the hardware allows; ignite/gloo keep "
+        f"{double_thread / ceiling:.0%} of it)"
     )
     kind = "peak allocated CUDA memory" if args.device.startswith("cuda") else "peak RSS"
     print(f"memory per slice ({kind} of one PGA iteration, (batch 4 - batch 1) / 3):")

@@ -467,6 +467,12 @@ class InstabilityConfig(_Strict):
         None, description="PGA iterations of the TV attack; null: attack.n_iter"
     )
     tv_attack_slices: PositiveInt = 1
+    tv_attack_eps: list[PositiveFloat] | None = Field(
+        None,
+        description="budgets of the TV attack (all in one batch); null: attack.eps. The "
+        "attack records every TV iteration for the gradient, about 15 MB per budget and "
+        "iteration at 512 x 512, so large grids attack fewer budgets",
+    )
     max_slices: PositiveInt = 2
     details: DetailsConfig = Field(default_factory=DetailsConfig)
     controls: ControlsConfig = Field(default_factory=ControlsConfig)
