@@ -13,6 +13,7 @@ from ctrobust.attacks.jacobian_start import pga_from_jacobian
 from ctrobust.config import RunConfig
 from ctrobust.models import ResidualUNet, build_residual_unet
 from ctrobust.physics import ParallelBeam2D
+from ctrobust.physics.matrix_cache import matrix_cache_dir
 from ctrobust.reconstructors import FBP, Reconstructor, trained_network
 from ctrobust.reconstructors.external import ExternalReconstructor, load_external
 from ctrobust.runfiles import load_tensors
@@ -30,7 +31,9 @@ def measurement_operator(
 
     ``backend="matrix"`` forces the batched sparse matrix (iterative methods apply A and A^T
     hundreds of times); ``"astra"`` runs ASTRA slice by slice (a single pass at many views,
-    where building the matrix costs more than it saves).
+    where building the matrix costs more than it saves); :mod:`ctrobust.physics.backend_choice`
+    says which. Built matrices are kept in the user's matrix cache (:mod:`ctrobust.physics.
+    matrix_cache`), so later runs load them instead of building them again.
     """
     return ParallelBeam2D(
         cfg.data.n,
@@ -39,6 +42,7 @@ def measurement_operator(
         device=device,
         window=cfg.physics.filter,
         backend=backend,
+        cache_dir=matrix_cache_dir(),
     )
 
 

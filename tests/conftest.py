@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+# hermetic: the tests' projector matrices go to a folder of their own, not the user's cache
+os.environ.setdefault("CTROBUST_MATRIX_CACHE", tempfile.mkdtemp(prefix="ctrobust-test-matrices-"))
 
 TINY_CONFIG = """
 name: tiny

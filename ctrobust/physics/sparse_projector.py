@@ -55,26 +55,54 @@ def build_system_matrix(n: int, angles: np.ndarray, n_det: int) -> sp.csr_matrix
     return w
 
 
-def _cache_file(cache_dir: Path, n: int, n_views: int, n_det: int) -> Path:
-    return cache_dir / f"astra_linear_parallel_n{n}_v{n_views}_d{n_det}.npz"
+def cached_matrix_path(cache_dir: Path, n: int, n_views: int, n_det: int) -> Path:
+    """One file per geometry and ASTRA version (another version may weigh pixels differently)."""
+    version = str(getattr(astra, "__version__", "unknown")).replace("/", "_")
+    return cache_dir / f"astra{version}_linear_parallel_n{n}_v{n_views}_d{n_det}.npz"
+
+
+def _load_cached(path: Path, shape: tuple[int, int]) -> sp.csr_matrix | None:
+    """The matrix saved at ``path``, or None (with a warning) when it is unreadable or not of
+    ``shape``: a damaged cache file costs a rebuild, never a wrong operator."""
+    try:
+        with np.load(path) as z:
+            w = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
+    except (OSError, ValueError, KeyError) as error:
+        warnings.warn(
+            f"projector matrix cache {path} is unreadable ({error}); rebuilding", stacklevel=2
+        )
+        return None
+    if w.shape != shape:
+        warnings.warn(
+            f"projector matrix cache {path} holds shape {w.shape}, not {shape}", stacklevel=2
+        )
+        return None
+    return w
+
+
+def _save_cached(path: Path, w: sp.csr_matrix) -> None:
+    """Save ``w`` atomically (a concurrent reader never sees half a file); best effort: a full
+    disk or a read-only cache folder only costs the next process a rebuild."""
+    try:
+        atomic_write(
+            path,
+            lambda fh: np.savez(
+                fh, data=w.data, indices=w.indices, indptr=w.indptr, shape=np.array(w.shape)
+            ),
+        )
+    except OSError as error:
+        warnings.warn(f"projector matrix not cached at {path}: {error}", stacklevel=2)
 
 
 def _load_or_build(n: int, n_views: int, n_det: int, cache_dir: str | None) -> sp.csr_matrix:
     angles = view_angles(n_views)
     if cache_dir is None:
         return build_system_matrix(n, angles, n_det)
-    path = _cache_file(Path(cache_dir), n, n_views, n_det)
-    if path.exists():
-        with np.load(path) as z:
-            return sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
-    w = build_system_matrix(n, angles, n_det)
-    # atomic: a concurrent reader never sees half a file
-    atomic_write(
-        path,
-        lambda fh: np.savez(
-            fh, data=w.data, indices=w.indices, indptr=w.indptr, shape=np.array(w.shape)
-        ),
-    )
+    path = cached_matrix_path(Path(cache_dir), n, n_views, n_det)
+    w = _load_cached(path, (n_views * n_det, n * n)) if path.exists() else None
+    if w is None:
+        w = build_system_matrix(n, angles, n_det)
+        _save_cached(path, w)
     return w
 
 

@@ -278,12 +278,19 @@ def _sweep_operator(ctx: RunContext, views: int) -> ParallelBeam2D:
 
 
 def _more_views(ctx, reconstructors, test, measure, op, fixed) -> tuple[dict, MoreViewsResult]:
+    operators: dict[int, str] = {}
+
+    def operator(views: int) -> ParallelBeam2D:
+        built = _sweep_operator(ctx, views)
+        operators[views] = built.backend
+        return built
+
     sweep = more_views_sweep(
         {name: f for name, f in reconstructors.items() if name not in fixed},
         test.x_true.to(ctx.device),
         views=ctx.cfg.instability.views,
         reference=test.x_gt.to(ctx.device),
-        operator_factory=lambda views: _sweep_operator(ctx, views),
+        operator_factory=operator,
         measure=measure,
         extra_reference=test.x_true.to(ctx.device),
     )
@@ -291,7 +298,9 @@ def _more_views(ctx, reconstructors, test, measure, op, fixed) -> tuple[dict, Mo
         views=sweep["views"],
         note=f"sinograms simulated from the same slices at each view count with the run's noise "
         f"model; scored against the {ctx.cfg.physics.gt_views}-view FBP (psnr) and against the "
-        f"source image (psnr_source); {sweep['data_range']}"
+        f"source image (psnr_source); {sweep['data_range']}; operator backend per view count "
+        f"(the same ASTRA projector either way): "
+        + ", ".join(f"{v} {b}" for v, b in sorted(operators.items()))
         + (
             f"; not swept (they run at {op.n_views} views only): {', '.join(fixed)}"
             if fixed
