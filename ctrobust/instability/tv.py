@@ -101,17 +101,28 @@ class _State:
     p: torch.Tensor
     kt_w: torch.Tensor | None = None  # K^T (q, p) = A^T q - s div p of the current dual
 
-    def where(self, keep_old: torch.Tensor, old: _State) -> _State:
-        """This state, with the samples flagged in ``keep_old`` (B,) taken from ``old``."""
-        pick = {}
-        for name in ("x", "x_bar", "ax", "ax_bar", "q", "p", "kt_w"):
-            new_t, old_t = getattr(self, name), getattr(old, name)
-            if new_t is None or old_t is None:
-                pick[name] = new_t
-                continue
-            mask = keep_old.view(-1, *([1] * (new_t.dim() - 1)))
-            pick[name] = torch.where(mask, old_t, new_t)
-        return _State(**pick)
+    def take(self, rows: torch.Tensor) -> _State:
+        """The samples at ``rows`` (1-D indices), as a state of their own."""
+        return _State(**{name: _rows(t, rows) for name, t in self._tensors().items()})
+
+    def put(self, rows: torch.Tensor, part: _State) -> _State:
+        """This state with the samples at ``rows`` replaced by ``part`` (out of place, so
+        autograd records it)."""
+        merged = {}
+        for name, t in self._tensors().items():
+            new = getattr(part, name)
+            # kt_w is None only before the first step, when no sample can have stopped yet
+            merged[name] = None if t is None or new is None else t.index_copy(0, rows, new)
+        return _State(**merged)
+
+    def _tensors(self) -> dict[str, torch.Tensor | None]:
+        return {
+            name: getattr(self, name) for name in ("x", "x_bar", "ax", "ax_bar", "q", "p", "kt_w")
+        }
+
+
+def _rows(t: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor | None:
+    return None if t is None else t.index_select(0, rows)
 
 
 class _PrimalDualTV:
@@ -187,8 +198,10 @@ def tv_reconstruct(
         lam: TV weight, a scalar or one per sample (B,).
         n_iter_max: iteration cap.
         tol: a sample stops once its relative primal-dual gap (P - D) / P is below ``tol``
-            (then objective - minimum <= tol * objective); its iterate is frozen from there,
-            so a batch returns exactly what each slice would alone. 0 runs ``n_iter_max``.
+            (then objective - minimum <= tol * objective); its iterate is frozen from there
+            and later steps run only on the samples still going, so a batch returns what each
+            slice would alone and costs what its unconverged samples cost. 0 runs
+            ``n_iter_max``.
         x0: start image; None means the operator's FBP (zeros if it has no ``fbp``). The warm
             start avoids the overshoot of the first iterations from zero (objective rises).
         nonneg: constrain x >= 0 (attenuation is non-negative).
@@ -210,8 +223,11 @@ def tv_reconstruct(
     count = torch.zeros_like(lam_b, dtype=torch.long)
     k = 0
     while k < n_iter_max and not bool(done.all()):
-        new = pd.step(st, y, lam_b)
-        st = new.where(done, st) if bool(done.any()) else new
+        if bool(done.any()):  # step only the samples still running: the operator's cost
+            rows = (~done).nonzero().squeeze(1)  # grows with the batch it is applied to
+            st = st.put(rows, pd.step(st.take(rows), y[rows], lam_b[rows]))
+        else:
+            st = pd.step(st, y, lam_b)
         count += (~done).long()
         with torch.no_grad():
             gap = torch.where(done, gap, pd.relative_gap(st, y, lam_b))
