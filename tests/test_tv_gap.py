@@ -159,7 +159,9 @@ def test_gradient_through_samples_that_stop_at_different_iterations():
     batch, info = f(y)
     assert int(info.sample_iterations[0]) != int(info.sample_iterations[1])
     for row in range(2):
-        alone, _ = tv_reconstruct(op, y[row : row + 1], lam[row : row + 1], n_iter_max=400, tol=1e-3)
+        alone, _ = tv_reconstruct(
+            op, y[row : row + 1], lam[row : row + 1], n_iter_max=400, tol=1e-3
+        )
         assert torch.allclose(batch[row : row + 1], alone, rtol=0, atol=1e-12)
     gen = torch.Generator().manual_seed(6)
     weights = torch.randn(2, 1, 16, 16, generator=gen, dtype=torch.float64)
