@@ -13,6 +13,7 @@ from ctrobust.physics import ParallelBeam2D, default_n_det
 from ctrobust.physics.backend_choice import (
     BREAK_EVEN_SLICES,
     BUILD_PEAK_FACTOR,
+    LOAD_PEAK_FACTOR,
     fastest_exact_backend,
     single_pass_backend,
 )
@@ -44,30 +45,50 @@ def test_single_pass_builds_the_matrix_only_for_enough_slices():
 
 
 PEAK_CHILD = """
-import json, re
+import json, re, sys
 from ctrobust.physics.sparse_projector import system_matrices
 def status_kib(field):
     return int(re.search(field + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1))
 with open("/proc/self/clear_refs", "w") as clear:
     clear.write("5")  # reset the high-water mark, so import transients do not count
 base = status_kib("VmRSS")
-system_matrices(96, 400, 137)
+system_matrices(96, 400, 137, sys.argv[1] if len(sys.argv) > 1 else None)
 print(json.dumps((status_kib("VmHWM") - base) * 1024))
 """
 
 
-def test_build_peak_stays_within_the_factor_the_choice_assumes():
-    """Peak RSS growth of building W and W^T, in a fresh process, against BUILD_PEAK_FACTOR.
+def _peak_growth(*args: str) -> float:
+    """Peak RSS growth of making W and W^T in a fresh process, over their final size."""
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_CHILD, *args], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1]) / matrix_bytes(96, view_angles(400), 137)
+
+
+def test_build_and_load_peaks_stay_within_the_factors_the_choice_assumes(tmp_path):
+    """Against BUILD_PEAK_FACTOR (no cache, then filling one) and LOAD_PEAK_FACTOR (from it).
 
     The high-water mark is reset after the imports: on CI their transient peak was higher
     than the build's, and ru_maxrss then showed no growth at all.
     """
-    out = subprocess.run(
-        [sys.executable, "-c", PEAK_CHILD], capture_output=True, text=True, check=True
+    assert 1 < _peak_growth() <= BUILD_PEAK_FACTOR * 1.05
+    assert 1 < _peak_growth(str(tmp_path)) <= BUILD_PEAK_FACTOR * 1.05
+    assert 0.9 < _peak_growth(str(tmp_path)) <= LOAD_PEAK_FACTOR
+
+
+def test_a_cached_matrix_needs_only_its_load_peak(tmp_path):
+    n, views = 24, 10
+    n_det = default_n_det(n)
+    size = matrix_bytes(n, view_angles(views), n_det)
+    between = int((LOAD_PEAK_FACTOR + BUILD_PEAK_FACTOR) / 2 * size / 0.8)
+    assert fastest_exact_backend(n, views, n_det, available=between, cache_dir=str(tmp_path)) == (
+        "astra"
     )
-    peak = json.loads(out.stdout.strip().splitlines()[-1])
-    size = matrix_bytes(96, view_angles(400), 137)
-    assert size < peak <= BUILD_PEAK_FACTOR * size * 1.05
+    _load_or_build(n, views, n_det, str(tmp_path))
+    assert fastest_exact_backend(n, views, n_det, available=between, cache_dir=str(tmp_path)) == (
+        "matrix"
+    )
+    assert fastest_exact_backend(n, views, n_det, available=between) == "astra"
 
 
 def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):

@@ -70,6 +70,7 @@ def more_views_sweep(
         for (ref, name), rows in table.items():
             rows["psnr"].append(psnr_per_slice(recs[name], refs[ref]).tolist())
             rows["ssim"].append(ssim_per_slice(recs[name], refs[ref]).tolist())
+        del op, y, recs  # this view count's operator goes before the next one is made
     scores = {key: _summary(rows) for key, rows in table.items()}
     methods = {name: scores["main", name] for name in reconstructors}
     if extra_reference is not None:

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 import torch
 
 from ctrobust.physics.astra_projector import astra_geometries
+from ctrobust.physics.heap import return_free_heap
 from dicom_io.atomic import atomic_write
 
 
@@ -134,6 +135,13 @@ def system_matrices(
     wt = w.T.tocsr()
     wt.sort_indices()
     return _to_torch_csr(w), _to_torch_csr(wt)
+
+
+def release_matrices() -> None:
+    """Drop the in-process matrices and return their memory to the system (operators still in
+    use keep theirs): a stage calls this when it is done with a large geometry."""
+    system_matrices.cache_clear()
+    return_free_heap()
 
 
 def csr_matmul(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

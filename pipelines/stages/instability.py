@@ -41,7 +41,8 @@ from ctrobust.instability.measurement import NoisyMeasurement
 from ctrobust.instability.tv_weight import choose_sirt_iterations, noise_variance
 from ctrobust.physics import ParallelBeam2D, default_n_det
 from ctrobust.physics.backend_choice import fastest_exact_backend
-from ctrobust.physics.sparse_projector import system_matrices
+from ctrobust.physics.matrix_cache import matrix_cache_dir
+from ctrobust.physics.sparse_projector import release_matrices
 from ctrobust.reconstructors import FBP, SIRT, TV, Reconstructor
 from ctrobust.results import (
     ControlFigures,
@@ -272,7 +273,8 @@ def _sweep_operator(ctx: RunContext, views: int) -> ParallelBeam2D:
     memory: TV, SIRT and CGLS apply A and A^T hundreds of times, and the batched matrix is
     several times faster than ASTRA's projector wherever it fits."""
     n, n_det = ctx.cfg.data.n, ctx.cfg.physics.n_det or default_n_det(ctx.cfg.data.n)
-    backend = fastest_exact_backend(n, views, n_det, ctx.device)
+    release_matrices()  # the previous view count's matrix must not count against this one
+    backend = fastest_exact_backend(n, views, n_det, ctx.device, cache_dir=matrix_cache_dir())
     ctx.log.info("instability: %d views on the %s backend", views, backend)
     return measurement_operator(ctx.cfg, ctx.device, views=views, backend=backend)
 
@@ -408,7 +410,7 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
     ctx.log.info("instability: more views %s", sorted(cfg.views))
     with torch.no_grad():
         sweep, more_views = _more_views(ctx, reconstructors, test, measure, op, fixed)
-    system_matrices.cache_clear()  # the sweep's matrices (7.6 GB at 512 x 1000 views) go now
+    release_matrices()  # the sweep's matrices (7.6 GB at 512 x 1000 views) go now
     step("more views", t0)
     controls_result = None
     if cfg.controls.enabled:

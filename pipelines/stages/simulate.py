@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 
 from ctrobust.physics import default_n_det
 from ctrobust.physics.backend_choice import single_pass_backend
-from ctrobust.physics.sparse_projector import system_matrices
+from ctrobust.physics.sparse_projector import release_matrices
 from ctrobust.results import DataResult
 from ctrobust.runfiles import atomic_write_json, load_tensors, save_tensors
 from ctrobust.simulation import SliceSource, simulate, split_indices
@@ -54,7 +54,7 @@ def run(ctx: RunContext, out: Path) -> dict[str, Any]:
             seed=cfg.seed,
             progress=bar.update,
         )
-    system_matrices.cache_clear()  # the ground truth's matrix (7.6 GB at 512 x 1000) goes now
+    release_matrices()  # the ground truth's matrix (7.6 GB at 512 x 1000) goes now
     split = split_indices(data.meta, cfg.data.test_fraction, cfg.data.val_fraction)
     # De-identified runs carry pseudonyms from here on (the split above does not depend on
     # them): every label, figure, log line and report derives from these keys, and only
