@@ -425,3 +425,15 @@ def test_poisson_noise_passes_gradient_straight_through():
     y = (torch.rand(2, 30) * 100).requires_grad_()
     add_poisson_noise(y, 1e5, 1.0, generator=torch.Generator().manual_seed(21)).sum().backward()
     torch.testing.assert_close(y.grad, torch.ones_like(y))
+
+
+def test_window_twin_shares_the_matrices_and_filters_like_a_fresh_operator():
+    """A rebuilt twin held a second copy of W and W^T (at 512 x 1000 views, the OOM)."""
+    op = ParallelBeam2D(24, 16, backend="matrix")
+    twin = op.with_window("hann")
+    assert twin.weights is op.weights and twin.weights_t is op.weights_t
+    assert (twin.window, op.window) == ("hann", "ram-lak")
+    y = op.A(torch.rand(2, 1, 24, 24, generator=torch.Generator().manual_seed(0)))
+    fresh = ParallelBeam2D(24, 16, backend="matrix", window="hann")
+    torch.testing.assert_close(twin.fbp(y), fresh.fbp(y))
+    assert not torch.allclose(twin.fbp(y), op.fbp(y))

@@ -28,7 +28,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ctrobust.physics import ParallelBeam2D
 from ctrobust.reconstructors.base import MethodId, MethodKind, Provenance, Reconstructor
 
 
@@ -118,26 +117,13 @@ class HannFBPControl(Reconstructor):
             operator,
             Provenance("filtered back-projection, Hann window"),
         )
-        self.hann = operator if operator.window == "hann" else _hann_twin(operator)
+        self.hann = operator if operator.window == "hann" else operator.with_window("hann")
 
     def forward(self, y: Tensor) -> Tensor:
         return self.hann.fbp(y)
 
     def for_operator(self, operator) -> HannFBPControl:
         return HannFBPControl(operator)
-
-
-def _hann_twin(op) -> ParallelBeam2D:
-    """The same geometry and backend with the Hann window (matrices are shared in-process)."""
-    return ParallelBeam2D(
-        op.n,
-        op.n_views,
-        n_det=op.n_det,
-        device=op.device,
-        dtype=op.dtype,
-        backend=op.backend,
-        window="hann",
-    )
 
 
 def amplification(
