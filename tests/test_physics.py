@@ -19,7 +19,13 @@ import torch
 
 from ctrobust.physics import WINDOWS, ParallelBeam2D, default_n_det, power_norm
 from ctrobust.physics.ramp import padded_length
-from ctrobust.physics.sparse_projector import _load_or_build, build_system_matrix, view_angles
+from ctrobust.physics.sparse_projector import (
+    MATVEC_MAX_BATCH,
+    _load_or_build,
+    build_system_matrix,
+    csr_matmul,
+    view_angles,
+)
 from ctrobust.physics.units import (
     MU_WATER_PER_MM,
     add_poisson_noise,
@@ -337,6 +343,25 @@ def test_matrix_backend_deepcopy_shares_matrices():
     assert op.dtype == torch.float32 and clone.dtype == torch.float64
     x = randn((1, 1, 32, 32), torch.float64, 23)
     torch.testing.assert_close(clone.A(x).float(), op.A(x.float()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("batch", [1, MATVEC_MAX_BATCH, MATVEC_MAX_BATCH + 1, 5])
+def test_csr_matmul_matches_scipy_on_both_kernels(batch, dtype):
+    """Small batches take the matrix-vector kernel, larger ones the one-pass product: both
+    must give scipy's float64 product, for W and W^T, on a strided (cropped) input."""
+    op = ParallelBeam2D(32, 45, n_det=51).to(dtype)
+    w = _load_or_build(32, 45, 51, None).astype(np.float64)
+    x = randn((batch, 34, 34), dtype, 31)[:, 1:33, 1:33]
+    y = randn((batch, 45 * 51), dtype, 32)
+    out = csr_matmul(op.weights, x)
+    back = csr_matmul(op.weights_t, y)
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {}
+    assert out.shape == (batch, 45 * 51) and back.shape == (batch, 32 * 32)
+    expected = (w @ x.reshape(batch, -1).double().numpy().T).T
+    expected_back = (w.T @ y.double().numpy().T).T
+    torch.testing.assert_close(out.double(), torch.from_numpy(expected), **tol)
+    torch.testing.assert_close(back.double(), torch.from_numpy(expected_back), **tol)
 
 
 def test_astra_backend_survives_deepcopy():
