@@ -1,0 +1,87 @@
+"""Sparse matrix-vector kernel vs the one-pass sparse-dense product, for small CPU batches.
+
+``csr_matmul`` sends batches of up to ``MATVEC_MAX_BATCH`` samples through one ``torch.mv``
+per sample and larger ones through one product of W with a (K, B) block. This measures both
+kernels side by side (interleaved repetitions, median of ``--repeats`` after a warm-up), for W
+and W^T, at each view count and batch size, so the threshold can be checked on a machine.
+
+    .venv/bin/python benchmarks/bench_small_batch.py [--n 128] [--views 143 300 1000]
+
+Exits with status 1 when, at batch 1, the kernel ``csr_matmul`` picks is the slower of the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+
+from ctrobust.physics import ParallelBeam2D
+from ctrobust.physics.sparse_projector import MATVEC_MAX_BATCH
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=128, help="image side N")
+    p.add_argument("--views", type=int, nargs="+", default=[143, 300, 1000], help="view counts")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4], help="batch sizes")
+    p.add_argument("--repeats", type=int, default=15, help="timed repetitions (median reported)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    return p.parse_args()
+
+
+def _median_ms(kernels: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time of each kernel in ms, repetitions interleaved, after one warm-up."""
+    times: dict[str, list[float]] = {name: [] for name in kernels}
+    for fn in kernels.values():
+        fn()
+    for _ in range(repeats):
+        for name, fn in kernels.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(1e3 * (time.perf_counter() - start))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def main() -> int:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(
+        f"N={args.n}, {torch.get_num_threads()} threads, float32; csr_matmul uses mv up to "
+        f"batch {MATVEC_MAX_BATCH}; median ms of {args.repeats} interleaved repetitions"
+    )
+    print(f"{'views':>5} {'batch':>5} {'map':>4} {'mv per sample':>14} {'one product':>12}  picked")
+    wrong = []
+    for views in args.views:
+        op = ParallelBeam2D(args.n, views, backend="matrix")
+        for batch in args.batches:
+            for name, w in (("W", op.weights), ("W^T", op.weights_t)):
+                x = torch.rand(batch, w.shape[1])
+                block = x.T.contiguous()
+                t = _median_ms(
+                    {
+                        "mv": lambda w=w, x=x: torch.stack([torch.mv(w, s) for s in x]),
+                        "product": lambda w=w, b=block: w @ b,
+                    },
+                    args.repeats,
+                )
+                picked = "mv" if batch <= MATVEC_MAX_BATCH else "product"
+                other = "product" if picked == "mv" else "mv"
+                if batch == 1 and t[picked] > t[other]:
+                    wrong.append(f"{views} views, {name}")
+                print(
+                    f"{views:5d} {batch:5d} {name:>4} {t['mv']:14.2f} {t['product']:12.2f}  "
+                    f"{picked}{'' if t[picked] <= t[other] else ' (slower here)'}"
+                )
+    if wrong:
+        print("at batch 1 the picked kernel is slower for: " + ", ".join(wrong))
+    return 1 if wrong else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
