@@ -148,12 +148,11 @@ MATVEC_MAX_BATCH = 2
 """Up to this many samples a CPU product runs as one sparse matrix-vector product per sample.
 
 Measured with torch 2.13 (MKL) on 2 cores, float32, ASTRA's 128 x 128 matrices: for one sample
-the matrix-vector kernel is 2.3-2.7x faster than the sparse-dense product of a (K, 1) block
-(1000 views: W 11.4 vs 26.7 ms, W^T 12.1 vs 19.1 ms); for two, two matrix-vector products
-still cost less in all (A + A^T at 143, 300, 1000 views: 3.0 vs 4.6, 6.7 vs 10.3, 47.9 vs
-45.0 ms; 512 x 143 views: 113 vs 123 ms); from four on the one-pass product wins. Batch two is
-close to a tie and goes either way between runs (``benchmarks/bench_small_batch.py`` measures
-both kernels side by side).
+the matrix-vector kernel was 2.3-2.7x faster than the sparse-dense product of a (K, 1) block
+(1000 views: W 11.4 vs 26.7 ms, W^T 12.1 vs 19.1 ms), 1.4-2.6x in a later, noisier run. For
+two samples it is close to a tie (A + A^T at 143, 300, 1000 views: 3.0 vs 4.6, 6.7 vs 10.3,
+47.9 vs 45.0 ms; 512 x 143 views: 113 vs 123 ms) and goes either way between runs; from four on
+the one-pass product wins. ``benchmarks/bench_small_batch.py`` measures both side by side.
 """
 
 
