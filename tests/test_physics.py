@@ -24,6 +24,9 @@ from ctrobust.physics.sparse_projector import (
     _load_or_build,
     build_system_matrix,
     csr_matmul,
+    matvec_per_sample,
+    one_pass_product,
+    picks_matvec,
     view_angles,
 )
 from ctrobust.physics.units import (
@@ -356,6 +359,10 @@ def test_csr_matmul_matches_scipy_on_both_kernels(batch, dtype):
     y = randn((batch, 45 * 51), dtype, 32)
     out = csr_matmul(op.weights, x)
     back = csr_matmul(op.weights_t, y)
+    assert picks_matvec(batch, x.device) == (batch <= MATVEC_MAX_BATCH)
+    for kernel in (matvec_per_sample, one_pass_product):  # each kernel, whatever the batch
+        torch.testing.assert_close(kernel(op.weights, x), out, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(kernel(op.weights_t, y), back, rtol=1e-5, atol=1e-5)
     tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {}
     assert out.shape == (batch, 45 * 51) and back.shape == (batch, 32 * 32)
     expected = (w @ x.reshape(batch, -1).double().numpy().T).T

@@ -156,17 +156,33 @@ the one-pass product wins. ``benchmarks/bench_small_batch.py`` measures both sid
 """
 
 
-def csr_matmul(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``w @ vec(x_b)`` for every sample of a batch ``x`` (B, ...) -> (B, M).
+def picks_matvec(batch: int, device: torch.device) -> bool:
+    """Whether :func:`csr_matmul` runs a batch of this size as matrix-vector products."""
+    return batch <= MATVEC_MAX_BATCH and device.type == "cpu"
+
+
+def matvec_per_sample(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``w @ vec(x_b)`` as one sparse matrix-vector product per sample: (B, ...) -> (B, M)."""
+    return torch.stack([torch.mv(w, sample.reshape(-1)) for sample in x])
+
+
+def one_pass_product(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``w @ vec(x_b)`` for all samples in one pass over ``w``: (B, ...) -> (B, M).
 
     The samples become the columns of one (K, B) block, so every sparse row is applied to all B
-    samples in one pass over the matrix. That layout costs one copy whatever ``x``'s strides
-    (a cropped or transposed view is fine); the result is the transposed view of the (M, B)
-    product, which reshapes to (B, ...) without another copy. Small CPU batches go through the
-    faster matrix-vector kernel instead (:data:`MATVEC_MAX_BATCH`).
+    samples at once. That layout costs one copy whatever ``x``'s strides (a cropped or
+    transposed view is fine); the result is the transposed view of the (M, B) product, which
+    reshapes to (B, ...) without another copy.
     """
     batch = x.shape[0]
-    if batch <= MATVEC_MAX_BATCH and x.device.type == "cpu":
-        return torch.stack([torch.mv(w, sample.reshape(-1)) for sample in x])
     columns = x.permute(*range(1, x.dim()), 0).reshape(-1, batch)
     return (w @ columns).T
+
+
+def csr_matmul(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``w @ vec(x_b)`` for every sample of a batch ``x`` (B, ...) -> (B, M), by the faster
+    kernel for the batch (:func:`picks_matvec`): small CPU batches as matrix-vector products,
+    the rest in one pass over the matrix."""
+    if picks_matvec(x.shape[0], x.device):
+        return matvec_per_sample(w, x)
+    return one_pass_product(w, x)
