@@ -174,3 +174,28 @@ def test_gradient_through_samples_that_stop_at_different_iterations():
     minus = float((f(y - h * direction)[0] * weights).sum())
     numeric = (plus - minus) / (2 * h)
     assert abs(analytic - numeric) <= 1e-5 * max(1.0, abs(numeric)), (analytic, numeric)
+
+
+class CountingOperator:
+    """An operator that records the batch size of every forward projection it applies."""
+
+    def __init__(self, op: ParallelBeam2D):
+        self.op, self.batches = op, []
+
+    def __getattr__(self, name):
+        return getattr(self.op, name)
+
+    def A(self, x):
+        self.batches.append(x.shape[0])
+        return self.op.A(x)
+
+
+def test_a_converged_sample_leaves_the_batch_the_operator_is_applied_to():
+    op = CountingOperator(ParallelBeam2D(32, 24))
+    x = torch.cat([shepp_logan_head(32), shepp_logan_head(32).flip(-1) * 0.9])
+    y = add_poisson_noise(op.A(x), 1e4, 1.0, torch.Generator().manual_seed(1))
+    op.batches.clear()
+    _, info = tv_reconstruct(op, y, torch.tensor([0.5, 3.0]), n_iter_max=2000, tol=1e-2)
+    first, last = sorted(int(v) for v in info.sample_iterations)
+    # one projection of the start point, then one per iteration of the samples still running
+    assert op.batches == [2] * (1 + first) + [1] * (last - first)

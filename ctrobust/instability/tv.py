@@ -103,26 +103,12 @@ class _State:
 
     def take(self, rows: torch.Tensor) -> _State:
         """The samples at ``rows`` (1-D indices), as a state of their own."""
-        return _State(**{name: _rows(t, rows) for name, t in self._tensors().items()})
-
-    def put(self, rows: torch.Tensor, part: _State) -> _State:
-        """This state with the samples at ``rows`` replaced by ``part`` (out of place, so
-        autograd records it)."""
-        merged = {}
-        for name, t in self._tensors().items():
-            new = getattr(part, name)
-            # kt_w is None only before the first step, when no sample can have stopped yet
-            merged[name] = None if t is None or new is None else t.index_copy(0, rows, new)
-        return _State(**merged)
-
-    def _tensors(self) -> dict[str, torch.Tensor | None]:
-        return {
-            name: getattr(self, name) for name in ("x", "x_bar", "ax", "ax_bar", "q", "p", "kt_w")
-        }
-
-
-def _rows(t: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor | None:
-    return None if t is None else t.index_select(0, rows)
+        return _State(
+            **{
+                name: None if t is None else t.index_select(0, rows)
+                for name, t in vars(self).items()
+            }
+        )
 
 
 class _PrimalDualTV:
@@ -167,9 +153,8 @@ class _PrimalDualTV:
     def primal(self, st: _State, y: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
         return _objective(st.ax, st.x, y, lam)
 
-    def relative_gap(self, st: _State, y: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-        """(P(x) - D(q, p)) / P(x) per sample (see the module docstring)."""
-        primal = self.primal(st, y, lam)
+    def relative_gap(self, st: _State, y: torch.Tensor, primal: torch.Tensor) -> torch.Tensor:
+        """(P(x) - D(q, p)) / P(x) per sample (see the module docstring), given P(x)."""
         z = -st.kt_w
         support = torch.maximum(self.lo * z, self.hi * z).flatten(1).sum(dim=1)
         dual = -0.5 * st.q.pow(2).flatten(1).sum(dim=1) - (st.q * y).flatten(1).sum(dim=1)
@@ -217,33 +202,49 @@ def tv_reconstruct(
     lam_b = _per_sample(lam, y)
     st = pd.start(y, x0)
     with torch.no_grad():
-        history = [pd.primal(st, y, lam_b)]
+        objective = pd.primal(st, y, lam_b)
+    history = [objective]
     gap = torch.full_like(lam_b, float("inf")).detach()
-    done = torch.zeros_like(lam_b, dtype=torch.bool)
     count = torch.zeros_like(lam_b, dtype=torch.long)
+    # the samples still iterating (indices into the batch) and their data; a sample that
+    # converges leaves them with its final image, so every later step costs only the others
+    running, y_run, lam_run = torch.arange(y.shape[0], device=y.device), y, lam_b
+    stopped: list[tuple[torch.Tensor, torch.Tensor]] = []
     k = 0
-    while k < n_iter_max and not bool(done.all()):
-        if bool(done.any()):  # step only the samples still running: the operator's cost
-            rows = (~done).nonzero().squeeze(1)  # grows with the batch it is applied to
-            st = st.put(rows, pd.step(st.take(rows), y[rows], lam_b[rows]))
-        else:
-            st = pd.step(st, y, lam_b)
-        count += (~done).long()
+    while k < n_iter_max and running.numel():
+        st = pd.step(st, y_run, lam_run)
+        count[running] += 1
         with torch.no_grad():
-            gap = torch.where(done, gap, pd.relative_gap(st, y, lam_b))
-            history.append(pd.primal(st, y, lam_b))
-            done = done | (gap < tol) if tol > 0 else done
+            primal = pd.primal(st, y_run, lam_run)
+            gap_run = pd.relative_gap(st, y_run, primal)
+            gap[running] = gap_run
+            objective = objective.index_copy(0, running, primal)
+            history.append(objective)
+            stop = gap_run < tol if tol > 0 else torch.zeros_like(gap_run, dtype=torch.bool)
         k += 1
+        if bool(stop.any()):
+            stopped.append((running[stop], st.x[stop]))
+            keep = (~stop).nonzero().squeeze(1)
+            st, y_run, lam_run, running = st.take(keep), y_run[keep], lam_run[keep], running[keep]
+    x = _in_batch_order(stopped + [(running, st.x)])
     info = TVInfo(
         iterations=k,
         sample_iterations=count,
-        converged=(gap < tol) if tol > 0 else torch.zeros_like(done),
+        converged=(gap < tol) if tol > 0 else torch.zeros_like(gap, dtype=torch.bool),
         gap=gap,
         objective=torch.stack(history),
-        box_active=(st.x.detach().flatten(1).amax(dim=1) >= pd.hi),
+        box_active=(x.detach().flatten(1).amax(dim=1) >= pd.hi),
         tau=pd.tau,
         sigma=pd.sigma,
         grad_scale=pd.grad_scale,
         x_max=pd.hi,
     )
-    return st.x, info
+    return x, info
+
+
+def _in_batch_order(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """The images of (batch indices, images) parts, put back in batch order (differentiably)."""
+    if len(parts) == 1:  # no sample stopped early: the batch is still in order
+        return parts[0][1]
+    rows = torch.cat([r for r, _ in parts])
+    return torch.cat([x for _, x in parts]).index_select(0, torch.argsort(rows))
