@@ -27,6 +27,7 @@ from ctrobust.instability import (
     tv_reconstruct,
     unrolled_sirt,
 )
+from ctrobust.instability.details import DetailInsertion
 from ctrobust.metrics import psnr_per_slice
 from ctrobust.physics import ParallelBeam2D
 from ctrobust.reconstructors import (
@@ -200,6 +201,31 @@ def test_detail_score_is_one_for_a_perfect_method_and_zero_for_an_ignoring_one()
     assert result["perfect"].correlation.item() == pytest.approx(1.0, abs=1e-6)
     assert float(result["perfect"].box_psnr) > 100
     assert recovery_score(x + 0.5 * ins.detail, x, ins.detail).item() == pytest.approx(0.5)
+
+
+def test_details_in_copies_of_one_slice_reconstruct_the_slice_once(op50):
+    x = shepp_logan_head(64)
+    one = insert_detail(x, render_symbols(64, height=6), contrast_hu=300.0)
+    two = insert_detail(x, render_text("AB", 64, height=6), contrast_hu=300.0)
+    both = DetailInsertion(
+        x=torch.cat([one.x, two.x]),
+        detail=torch.cat([one.detail, two.detail]),
+        boxes=one.boxes + two.boxes,
+    )
+    batches = []
+
+    def fbp(y):
+        batches.append(y.shape[0])
+        return op50.fbp(y)
+
+    shared = evaluate_detail({"fbp": fbp}, op50, x, both)["fbp"]
+    assert batches == [3]  # two images with a detail and the slice without one, once
+    for row, alone in enumerate((one, two)):
+        single = evaluate_detail({"fbp": op50.fbp}, op50, x, alone)["fbp"]
+        assert torch.allclose(shared.score[row], single.score[0], atol=1e-6)
+        assert torch.allclose(shared.rec_without[row], single.rec_without[0], atol=1e-6)
+    with pytest.raises(ValueError, match="not copies"):
+        evaluate_detail({"fbp": fbp}, op50, x.repeat(2, 1, 1, 1), one)
 
 
 def test_fbp_recovers_most_of_a_detail(op50):

@@ -101,20 +101,27 @@ def evaluate_detail(
     Args:
         reconstructors: name -> reconstructor at the geometry of ``op``.
         op: the measurement operator.
-        x: images without the detail (B, 1, N, N).
-        insertion: :func:`insert_detail` output for ``x``.
+        x: images without the detail (B, 1, N, N); several details inserted into copies of
+            the same images (``insertion`` with k * B samples, copy j at rows j*B..(j+1)*B)
+            share them, so each image without a detail is reconstructed once, not k times.
+        insertion: :func:`insert_detail` output for ``x`` (or for ``x`` tiled k times).
         measure: (op, image) -> sinogram; noise-free ``op.A`` when None. When it draws noise,
             draw the same noise for both images, or the score also measures noise.
     """
     measure = measure or (lambda o, img: o.A(img))
+    b, copies = x.shape[0], insertion.x.shape[0] // x.shape[0]
+    if copies * b != insertion.x.shape[0]:
+        raise ValueError(
+            f"{insertion.x.shape[0]} images with a detail are not copies of the {b} without"
+        )
     with torch.no_grad():
         y_without = measure(op, x)
         y_with = measure(op, insertion.x)
     out: dict[str, DetailResult] = {}
-    b = y_with.shape[0]
     for name, f in reconstructors.items():
         with torch.no_grad():  # one batch: one operator pass per iteration for both
-            rec_with, rec_without = f(torch.cat([y_with, y_without])).split(b)
+            rec_with, rec_without = f(torch.cat([y_with, y_without])).split(copies * b)
+        rec_without = rec_without.repeat(copies, 1, 1, 1)
         out[name] = DetailResult(
             score=recovery_score(rec_with, rec_without, insertion.detail),
             correlation=box_correlation(rec_with - rec_without, insertion.detail, insertion.boxes),

@@ -114,7 +114,8 @@ def _details(
     measure: NoisyMeasurement,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Every symbol and the text, inserted into the test slices and reconstructed in one batch
-    (all details at once: one operator pass per iteration); scores per method."""
+    with the slices themselves (all details at once: one operator pass per iteration, and each
+    slice without a detail once); scores per method."""
     cfg = ctx.cfg.instability.details
     x = test.x_true.to(ctx.device)
     masks = _detail_masks(ctx, float(test.pixel_mm[0]))
@@ -124,9 +125,7 @@ def _details(
         detail=torch.cat([i.detail for i in inserted]),
         boxes=[box for i in inserted for box in i.boxes],
     )
-    results = evaluate_detail(
-        reconstructors, op, x.repeat(len(masks), 1, 1, 1), stacked, measure=measure
-    )
+    results = evaluate_detail(reconstructors, op, x, stacked, measure=measure)
     b = x.shape[0]
     methods = {
         name: {
