@@ -125,6 +125,22 @@ def test_pga_restarts_early_stop_and_trace(linear_case):
     assert bool((stopped.error >= 0.99 * 0.1 * sv[0]).all())
 
 
+def test_pga_names_the_call_of_f_that_gave_each_reported_point(fbp_case):
+    net, _, y, x = fbp_case
+    outputs = []
+
+    def recorded(sinograms):
+        out = net(sinograms)
+        outputs.append(out.detach())
+        return out
+
+    result = measurement_pga(recorded, y, x, 0.05, relative=True, n_iter=6, restarts=1)
+    assert len(outputs) == 1 + 2 * 7  # the clean call, then n_iter + 1 per start
+    assert bool((result.best_evaluation > 0).all())  # the attack beat the clean error
+    for i, k in enumerate(result.best_evaluation.tolist()):
+        assert torch.equal(outputs[k][i], result.reconstruction[i])
+
+
 def test_random_baseline_is_much_weaker_on_the_linear_case(linear_case):
     f, y, x, sv = linear_case
     eps = 0.1

@@ -43,6 +43,8 @@ def test_run_writes_results_and_rerun_recomputes_nothing(tiny_config: Path, tmp_
     assert instability["tv"]["at_edge_of_grid"] is True
     assert "is at an end of instability.tv_weights" in (out / "log.txt").read_text()
     assert len(instability["tv_attack"]["rho_hat"]) == 2
+    assert len(instability["tv_attack"]["tv_iterations"]) == 2  # one per attacked point
+    assert all(n >= 1 for n in instability["tv_attack"]["tv_iterations"])
     assert list((out / "dicom").glob("*/plain_attacked_eps0.05/*.dcm"))
     assert list((out / "dicom").glob("*/ground_truth/*.dcm"))
     assert list((out / "dicom").glob("*/fbp24_attacked_eps0.05/*.dcm"))

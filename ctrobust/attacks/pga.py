@@ -39,6 +39,10 @@ class AttackResult:
         reconstruction: f(y + delta), shaped like x.
         iterations: gradient steps taken per sample over all starts (a sample stopped early by
             ``tol`` counts only its own steps), (B,).
+        best_evaluation: which call of f gave ``error`` per sample, (B,): 0 is the clean
+            f(y), k the k-th evaluation after it (all starts one after the other, one call of
+            f each), so a caller that records what f did on each call can look up the
+            reported point's record instead of evaluating f there again.
         trace: error of the current iterate at every evaluation, all starts one after the
             other, (B, T); None unless requested.
     """
@@ -49,6 +53,7 @@ class AttackResult:
     eps: Tensor
     reconstruction: Tensor
     iterations: Tensor
+    best_evaluation: Tensor
     trace: Tensor | None = None
 
 
@@ -142,6 +147,8 @@ def measurement_pga(
     best_error = clean_error.clone()
     best_delta = torch.zeros_like(y)
     iterations = torch.zeros(y.shape[0], dtype=torch.long, device=y.device)
+    best_evaluation = torch.zeros_like(iterations)
+    evaluations = 0
     trace: list[Tensor] = []
 
     for run in range(restarts + 1):
@@ -164,7 +171,9 @@ def measurement_pga(
                     (grad,) = torch.autograd.grad(0.5 * squares.sum(), delta)
             recon, delta = recon.detach(), delta.detach()
             error = squares.detach().sqrt()
+            evaluations += 1
             better = error > best_error
+            best_evaluation.masked_fill_(better, evaluations)
             best_error = torch.where(better, error, best_error)
             best_delta = torch.where(per_sample(better, y), delta, best_delta)
             best_recon = torch.where(per_sample(better, recon), recon, best_recon)
@@ -193,5 +202,6 @@ def measurement_pga(
         eps=radius,
         reconstruction=best_recon,
         iterations=iterations,
+        best_evaluation=best_evaluation,
         trace=torch.stack(trace, dim=1) if record_trace else None,
     )
