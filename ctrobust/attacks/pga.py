@@ -41,7 +41,8 @@ class AttackResult:
             ``tol`` counts only its own steps), (B,).
         best_evaluation: which call of f gave ``error`` per sample, (B,): 0 is the clean
             f(y), k the k-th evaluation after it (all starts one after the other, one call of
-            f each), so a caller that records what f did on each call can look up the
+            f each; calls made before this function, e.g. for a Jacobian start, are not
+            counted), so a caller that records what f did on each call can look up the
             reported point's record instead of evaluating f there again.
         trace: error of the current iterate at every evaluation, all starts one after the
             other, (B, T); None unless requested.
