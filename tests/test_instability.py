@@ -226,6 +226,8 @@ def test_details_in_copies_of_one_slice_reconstruct_the_slice_once(op50):
         assert torch.allclose(shared.rec_without[row], single.rec_without[0], atol=1e-6)
     with pytest.raises(ValueError, match="not copies"):
         evaluate_detail({"fbp": fbp}, op50, x.repeat(2, 1, 1, 1), one)
+    with pytest.raises(ValueError, match="batch size 0"):
+        evaluate_detail({"fbp": fbp}, op50, x[:0], one)
 
 
 def test_fbp_recovers_most_of_a_detail(op50):

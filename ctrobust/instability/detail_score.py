@@ -109,8 +109,11 @@ def evaluate_detail(
             draw the same noise for both images, or the score also measures noise.
     """
     measure = measure or (lambda o, img: o.A(img))
-    b, copies = x.shape[0], insertion.x.shape[0] // x.shape[0]
-    if copies * b != insertion.x.shape[0]:
+    b = x.shape[0]
+    if b == 0:
+        raise ValueError("no images without the detail (x has batch size 0)")
+    copies = insertion.x.shape[0] // b
+    if copies == 0 or copies * b != insertion.x.shape[0]:
         raise ValueError(
             f"{insertion.x.shape[0]} images with a detail are not copies of the {b} without"
         )
