@@ -1,14 +1,16 @@
-"""Sparse matrix-vector kernel vs the one-pass sparse-dense product, for small CPU batches.
+"""The CPU product's two choices, each timed against its alternative: kernel and W^T's labels.
 
 ``csr_matmul`` sends batches of up to ``MATVEC_MAX_BATCH`` samples through one ``torch.mv``
-per sample and larger ones through one product of W with a (K, B) block. This times those two
-kernels of ``sparse_projector`` (the functions themselves) side by side: interleaved
-repetitions, median of ``--repeats`` after a warm-up, for W and W^T, at each view count and
-batch size, so the threshold can be checked on a machine.
+per sample and larger ones through one product of W with a (K, B) block; and W^T labels the
+sinogram entries it reads detector-major from full angular sampling on
+(``sparse_projector.adjoint_columns``). This times the two kernels (the functions themselves)
+for W and W^T, then the operator's A^T with W^T in each labelling (checking that both give the
+same numbers bit for bit), side by side: interleaved repetitions, median of ``--repeats`` after
+a warm-up, at each view count and batch size, so both choices can be checked on a machine.
 
     .venv/bin/python benchmarks/bench_small_batch.py [--n 128] [--views 143 300 1000]
 
-Exits with status 1 when, at batch 1, the kernel ``csr_matmul`` picks is the slower of the two.
+Exits with status 1 when, at batch 1, a choice the operator makes is the slower of the two.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ from collections.abc import Callable
 import torch
 
 from ctrobust.physics import ParallelBeam2D
+from ctrobust.physics.matrix_cache import matrix_cache_dir
 from ctrobust.physics.sparse_projector import (
     MATVEC_MAX_BATCH,
+    csr_matmul,
     matvec_per_sample,
     one_pass_product,
     picks_matvec,
+    relabel_adjoint_columns,
 )
 
 
@@ -63,8 +68,9 @@ def main() -> int:
     )
     print(f"{'views':>5} {'batch':>5} {'map':>4} {'mv per sample':>14} {'one product':>12}  picked")
     wrong = []
-    for views in args.views:
-        op = ParallelBeam2D(args.n, views, backend="matrix")
+    cache = matrix_cache_dir()
+    ops = {v: ParallelBeam2D(args.n, v, backend="matrix", cache_dir=cache) for v in args.views}
+    for views, op in ops.items():
         for batch in args.batches:
             for name, w in (("W", op.weights), ("W^T", op.weights_t)):
                 x = torch.rand(batch, w.shape[1])
@@ -83,9 +89,42 @@ def main() -> int:
                     f"{views:5d} {batch:5d} {name:>4} {t['mv']:14.2f} {t['product']:12.2f}  "
                     f"{picked}{'' if t[picked] <= t[other] else ' (slower here)'}"
                 )
+    wrong += _adjoint_labels(ops, args.batches, args.repeats)
     if wrong:
-        print("at batch 1 the picked kernel is slower for: " + ", ".join(wrong))
+        print("at batch 1 the operator's choice is slower for: " + ", ".join(wrong))
     return 1 if wrong else 0
+
+
+def _adjoint_labels(ops: dict[int, ParallelBeam2D], batches: list[int], repeats: int) -> list[str]:
+    """Time A^T with W^T in the operator's labels and in the other ones; return slow choices."""
+    print(f"\n{'views':>5} {'batch':>5} {'A^T view-major':>15} {'detector-major':>15}  picked")
+    wrong = []
+    for views, op in ops.items():
+        for batch in batches:
+            t, same = _time_both_labels(op, batch, repeats)
+            slower = t[op.adjoint_columns] > min(t.values())
+            if batch == 1 and slower:
+                wrong.append(f"{views} views, A^T labels")
+            print(
+                f"{views:5d} {batch:5d} {t['view']:15.2f} {t['detector']:15.2f}  "
+                f"{op.adjoint_columns}{' (slower here)' if slower else ''}"
+                f"{'' if same else ' (NOT bit-identical)'}"
+            )
+    return wrong
+
+
+def _time_both_labels(op: ParallelBeam2D, batch: int, repeats: int) -> tuple[dict, bool]:
+    """Median ms of A^T in each labelling of W^T, and whether both give the same bits."""
+    labels = "view" if op.adjoint_columns == "detector" else "detector"
+    other = relabel_adjoint_columns(op.weights_t, op.n_views, op.n_det, labels)
+    y = torch.rand(batch, op.n_views, op.n_det)
+    read = y.transpose(1, 2) if labels == "detector" else y
+    kernels = {
+        op.adjoint_columns: lambda: op.A_adjoint(y).flatten(1),
+        labels: lambda: csr_matmul(other, read),
+    }
+    same = torch.equal(kernels["view"](), kernels["detector"]())
+    return _median_ms(kernels, repeats), same
 
 
 if __name__ == "__main__":

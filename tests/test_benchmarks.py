@@ -56,7 +56,8 @@ def test_bench_small_batch_times_both_kernels_for_w_and_its_transpose():
         "1",
     )
     assert done.returncode in (0, 1), done.stderr  # 1 is a timing verdict, not asserted here
-    rows = [line.split() for line in done.stdout.splitlines() if line.strip().startswith("10 ")]
+    lines = [line.split() for line in done.stdout.splitlines() if line.strip().startswith("10 ")]
+    rows = [r for r in lines if r[2] in ("W", "W^T")]
     # views, batch, map, mv ms, product ms, picked: one row per batch and map
     assert [(r[1], r[2], r[5]) for r in rows] == [
         ("1", "W", "mv"),
@@ -65,3 +66,8 @@ def test_bench_small_batch_times_both_kernels_for_w_and_its_transpose():
         ("3", "W^T", "product"),
     ]
     assert all(float(r[3]) > 0 and float(r[4]) > 0 for r in rows)
+    # views, batch, A^T ms with view-major and detector-major labels, the operator's labels
+    labels = [r for r in lines if r not in rows]
+    assert [(r[1], r[4]) for r in labels] == [("1", "view"), ("3", "view")]  # 2.5-bin moves
+    assert all(float(r[2]) > 0 and float(r[3]) > 0 for r in labels)
+    assert "NOT bit-identical" not in done.stdout

@@ -14,6 +14,7 @@ import math
 import astra
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 import torch
 
@@ -22,11 +23,13 @@ from ctrobust.physics.ramp import padded_length
 from ctrobust.physics.sparse_projector import (
     MATVEC_MAX_BATCH,
     _load_or_build,
+    adjoint_columns,
     build_system_matrix,
     csr_matmul,
     matvec_per_sample,
     one_pass_product,
     picks_matvec,
+    relabel_adjoint_columns,
     view_angles,
 )
 from ctrobust.physics.units import (
@@ -366,9 +369,59 @@ def test_csr_matmul_matches_scipy_on_both_kernels(batch, dtype):
     tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {}
     assert out.shape == (batch, 45 * 51) and back.shape == (batch, 32 * 32)
     expected = (w @ x.reshape(batch, -1).double().numpy().T).T
-    expected_back = (w.T @ y.double().numpy().T).T
+    wt = op.weights_t.to(torch.float64)  # in its own column labels (adjoint_columns)
+    stored_t = sp.csr_matrix(
+        (wt.values().numpy(), wt.col_indices().numpy(), wt.crow_indices().numpy()), wt.shape
+    )
+    expected_back = (stored_t @ y.double().numpy().T).T
     torch.testing.assert_close(out.double(), torch.from_numpy(expected), **tol)
     torch.testing.assert_close(back.double(), torch.from_numpy(expected_back), **tol)
+
+
+def test_adjoint_is_labelled_detector_major_from_pi_n_over_4_views_on_the_cpu_only():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert adjoint_columns(128, 100, cpu) == "view"  # pi * 128 / 4 = 100.5 views
+    assert adjoint_columns(128, 101, cpu) == "detector"
+    assert adjoint_columns(512, 143, cpu) == "view"
+    assert adjoint_columns(128, 1000, cuda) == "view"
+    assert ParallelBeam2D(32, 60, n_det=51).adjoint_columns == "detector"
+    assert ParallelBeam2D(32, 20, n_det=51).adjoint_columns == "view"
+
+
+@pytest.mark.parametrize("batch", [1, MATVEC_MAX_BATCH + 3])
+def test_detector_major_adjoint_is_the_sorted_view_major_product_bit_for_bit(batch):
+    """Relabelling moves no entry: back in view-major labels W^T is scipy's sorted W^T, and
+    the product reads the same numbers in the same order, on both kernels."""
+    op = ParallelBeam2D(32, 60, n_det=51)
+    view = relabel_adjoint_columns(op.weights_t, 60, 51, "view")
+    expected = _load_or_build(32, 60, 51, None).T.tocsr()
+    expected.sort_indices()
+    np.testing.assert_array_equal(view.col_indices().numpy(), expected.indices)
+    np.testing.assert_array_equal(view.values().numpy(), expected.data)
+    again = relabel_adjoint_columns(view, 60, 51, "detector")
+    assert torch.equal(again.col_indices(), op.weights_t.col_indices())
+    y = randn((batch, 1, 60, 51), torch.float32, 40)
+    back = csr_matmul(view, y.reshape(batch, -1)).reshape(batch, 1, 32, 32)
+    assert torch.equal(op.A_adjoint(y), back)
+    np.testing.assert_allclose(
+        back.reshape(batch, -1).double().numpy(),
+        (expected.astype(np.float64) @ y.reshape(batch, -1).double().numpy().T).T,
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+def test_a_move_relabels_the_adjoint_for_the_new_device(monkeypatch):
+    """What ``.to("cuda")`` does to a detector-major W^T, checked on the CPU: the labels turn
+    view-major, the shared CPU matrix is untouched, and A^T gives the same numbers."""
+    op = ParallelBeam2D(32, 60, n_det=51)
+    shared, y = op.weights_t, randn((3, 1, 60, 51), torch.float32, 41)
+    before = op.A_adjoint(y)
+    monkeypatch.setattr("ctrobust.physics.parallel_beam.adjoint_columns", lambda *_: "view")
+    moved = copy.deepcopy(op).to(torch.float32)
+    assert moved.adjoint_columns == "view" and op.adjoint_columns == "detector"
+    assert moved.weights_t is not shared and op.weights_t is shared
+    assert torch.equal(moved.A_adjoint(y), before)
 
 
 def test_astra_backend_survives_deepcopy():

@@ -22,8 +22,10 @@ from torch import nn
 from ctrobust.physics.astra_projector import AstraProjector
 from ctrobust.physics.ramp import apply_ramp, ramp_response
 from ctrobust.physics.sparse_projector import (
+    adjoint_columns,
     csr_matmul,
     matrix_bytes,
+    relabel_adjoint_columns,
     system_matrices,
     view_angles,
 )
@@ -129,6 +131,8 @@ class ParallelBeam2D(nn.Module):
 
     The sparse matrices are non-persistent buffers: ``.to()`` moves them, ``state_dict``
     leaves them out, and operators of one geometry share one in-process copy on the CPU.
+    ``adjoint_columns`` says how W^T labels the sinogram entries it reads on its device
+    (:func:`~ctrobust.physics.sparse_projector.adjoint_columns`); a move relabels them.
     """
 
     def __init__(
@@ -162,6 +166,7 @@ class ParallelBeam2D(nn.Module):
         w = wt = None
         if backend == "matrix":
             w, wt = system_matrices(n, n_views, self.n_det, cache_dir)
+        self.adjoint_columns = adjoint_columns(n, n_views, torch.device("cpu"))
         self._astra = AstraProjector(n, self.angles, self.n_det) if backend == "astra" else None
         self.register_buffer("weights", w, persistent=False)
         self.register_buffer("weights_t", wt, persistent=False)
@@ -169,6 +174,18 @@ class ParallelBeam2D(nn.Module):
         self.register_buffer("ramp_response", response, persistent=False)
         self.register_buffer("fbp_response", self.fbp_scale * response, persistent=False)
         self.to(device=device, dtype=dtype)
+
+    def _apply(self, fn, recurse: bool = True) -> ParallelBeam2D:
+        """Move or cast as ``nn.Module`` does, then relabel W^T's columns for its new device."""
+        super()._apply(fn, recurse)
+        if self.weights_t is not None:
+            wanted = adjoint_columns(self.n, self.n_views, self.weights_t.device)
+            if wanted != self.adjoint_columns:
+                self.weights_t = relabel_adjoint_columns(
+                    self.weights_t, self.n_views, self.n_det, wanted
+                )
+                self.adjoint_columns = wanted
+        return self
 
     def __deepcopy__(self, memo: dict) -> ParallelBeam2D:
         """Share the (never mutated) matrices: torch cannot deep-copy sparse CSR tensors, and a
@@ -255,6 +272,8 @@ class ParallelBeam2D(nn.Module):
         lead = y.shape[:-2]
         flat = y.reshape(-1, self.n_views, self.n_det)
         if self.weights_t is not None:
+            if self.adjoint_columns == "detector":
+                flat = flat.transpose(1, 2)  # W^T reads entry (k, d) at d V + k
             out = csr_matmul(self.weights_t, flat)
         else:
             out = self._via_astra(self._astra.adjoint, flat, (self.n_views, self.n_det))
